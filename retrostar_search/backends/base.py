@@ -1,0 +1,44 @@
+"""The one small interface every model backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from retrostar_search.prompts import RenderedPrompt
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """The reference's sampling: temperature 0.6 even for one sample, top_k 40, no top_p."""
+
+    temperature: float = 0.6
+    top_k: int = 40
+    repetition_penalty: float = 1.0
+    max_new_tokens: int = 1024
+
+
+class BackendError(RuntimeError):
+    """The backend could not produce samples for a prompt (unreachable, error status, malformed reply).
+
+    Messages name the backend and the status, never the prompt text or credentials."""
+
+
+class Backend(ABC):
+    """Generates `n` sampled Retro* trajectories for one prompt."""
+
+    #: Short identifier used in logs, metrics and cache keys ("sglang", "openai", "engine", "cpu").
+    kind: str
+    #: The model name as the backend reports it; part of every cache key.
+    model: str
+
+    @abstractmethod
+    async def generate(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> list[str]:
+        """Return exactly `n` generated texts, or raise BackendError."""
+
+    @abstractmethod
+    async def ready(self) -> bool:
+        """Whether the backend answers now (for the connector's /ready)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
+        """Release connections or engines."""

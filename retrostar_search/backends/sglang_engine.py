@@ -1,0 +1,62 @@
+"""Retro* in this process through `sglang.Engine` (the `sglang` extra; GPU hosts only).
+
+sglang is imported when the backend is built, never at module import, so the package works without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retrostar_search.backends.base import Backend, BackendError, SamplingParams
+from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_template
+
+
+class SGLangEngineBackend(Backend):
+    kind = "engine"
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        chat_format: ChatFormat = ChatFormat.QWEN3,
+        tp_size: int = 1,
+        context_length: int = 32768,
+        random_seed: int = 42,
+    ) -> None:
+        try:
+            import sglang
+        except ImportError as exc:
+            raise RuntimeError(
+                "the in-process engine needs the 'sglang' extra on a GPU host: "
+                "pip install 'retrostar-search[sglang]'"
+            ) from exc
+        self.model = model_path
+        self.chat_format = chat_format
+        # The reference evaluation's settings: 32k context and a fixed seed.
+        self._engine = sglang.Engine(
+            model_path=model_path, tp_size=tp_size, context_length=context_length, random_seed=random_seed
+        )
+
+    async def generate(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> list[str]:
+        sampling: dict[str, Any] = {
+            "n": n,
+            "temperature": params.temperature,
+            "top_k": params.top_k,
+            "repetition_penalty": params.repetition_penalty,
+            "max_new_tokens": params.max_new_tokens,
+            "skip_special_tokens": False,
+        }
+        try:
+            output = await self._engine.async_generate(
+                prompt=apply_chat_template(prompt.text, self.chat_format), sampling_params=sampling
+            )
+        except Exception as exc:  # the engine raises plain exceptions; callers need BackendError
+            raise BackendError(f"sglang engine failed: {type(exc).__name__}") from exc
+        outputs = output if isinstance(output, list) else [output]
+        return [str(item["text"]) for item in outputs]
+
+    async def ready(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        self._engine.shutdown()

@@ -1,0 +1,132 @@
+"""Retro* served over HTTP: SGLang's native `/generate`, or the OpenAI-compatible chat API that SGLang and
+vLLM both serve.
+
+Every pair of a request goes out at once (bounded by `max_concurrency`, over pooled keep-alive
+connections) so the server batches them and its prefix cache reuses the query-side prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from retrostar_search.backends.base import Backend, BackendError, SamplingParams
+from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_template
+
+
+class _HTTPBackend(Backend):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str,
+        api_key: str | None = None,
+        max_concurrency: int = 256,
+        request_timeout: float = 300.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(request_timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
+        )
+        self._slots = asyncio.Semaphore(max_concurrency)
+
+    async def _post(self, path: str, payload: dict[str, Any]) -> Any:
+        async with self._slots:
+            try:
+                response = await self._client.post(path, json=payload)
+            except httpx.TimeoutException:
+                raise BackendError(f"{self.kind} backend at {self.base_url}{path} timed out") from None
+            except httpx.HTTPError as exc:
+                raise BackendError(
+                    f"{self.kind} backend at {self.base_url}{path} unreachable: {type(exc).__name__}"
+                ) from None
+        if response.status_code >= 400:
+            raise BackendError(
+                f"{self.kind} backend at {self.base_url}{path} answered HTTP {response.status_code}: "
+                f"{response.text[:200]}"
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise BackendError(f"{self.kind} backend at {self.base_url}{path} answered non-JSON") from None
+
+    async def ready(self) -> bool:
+        try:
+            response = await self._client.get("/health", timeout=5.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class SGLangGenerateBackend(_HTTPBackend):
+    """SGLang's native API: the chat template is applied here, the samples come from `n`."""
+
+    kind = "sglang"
+
+    def __init__(self, base_url: str, *, chat_format: ChatFormat = ChatFormat.QWEN3, **kwargs: Any) -> None:
+        super().__init__(base_url, **kwargs)
+        self.chat_format = chat_format
+
+    async def generate(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> list[str]:
+        payload = {
+            "text": apply_chat_template(prompt.text, self.chat_format),
+            "sampling_params": {
+                "n": n,
+                "temperature": params.temperature,
+                "top_k": params.top_k,
+                "repetition_penalty": params.repetition_penalty,
+                "max_new_tokens": params.max_new_tokens,
+                "skip_special_tokens": False,
+            },
+        }
+        body = await self._post("/generate", payload)
+        # One prompt with n == 1 answers an object; with n > 1, a list of n objects.
+        outputs = body if isinstance(body, list) else [body]
+        try:
+            texts = [str(output["text"]) for output in outputs]
+        except (KeyError, TypeError):
+            raise BackendError(
+                f"sglang backend at {self.base_url}/generate answered without 'text'"
+            ) from None
+        if len(texts) != n:
+            raise BackendError(f"sglang backend returned {len(texts)} samples, expected {n}")
+        return texts
+
+
+class OpenAIChatBackend(_HTTPBackend):
+    """The OpenAI-compatible chat API (SGLang, vLLM): the server applies the chat template."""
+
+    kind = "openai"
+
+    async def generate(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> list[str]:
+        payload = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt.text}],
+            "n": n,
+            "temperature": params.temperature,
+            "top_k": params.top_k,
+            "repetition_penalty": params.repetition_penalty,
+            "max_tokens": params.max_new_tokens,
+            "skip_special_tokens": False,
+            "chat_template_kwargs": {"enable_thinking": False},
+        }
+        body = await self._post("/v1/chat/completions", payload)
+        try:
+            texts = [str(choice["message"]["content"] or "") for choice in body["choices"]]
+        except (KeyError, TypeError):
+            raise BackendError(
+                f"openai backend at {self.base_url}/v1/chat/completions answered without choices"
+            ) from None
+        if len(texts) != n:
+            raise BackendError(f"openai backend returned {len(texts)} samples, expected {n}")
+        return texts

@@ -1,0 +1,82 @@
+"""Score cache: a (query, document) pair scored once is never sent to the model again.
+
+Keys cover everything that changes the model's answer: the model, the prompt version, the task definition,
+the query, the document (hashed) and the number of samples K. Values are the samples themselves, so the
+integration policy can change without invalidating anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from retrostar_search.prompts import PROMPT_VERSION
+from retrostar_search.scoring import Sample
+from retrostar_search.tasks import TaskDefinition
+
+
+def cache_key(model: str, task: TaskDefinition, query: str, document: str, samples: int) -> str:
+    document_hash = hashlib.sha256(document.encode("utf-8", "surrogatepass")).hexdigest()
+    material = json.dumps(
+        [model, PROMPT_VERSION, task.fingerprint, query, document_hash, samples], ensure_ascii=False
+    )
+    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class ScoreCache:
+    """An in-memory LRU bounded by entry count, optionally backed by a sqlite file that survives restarts."""
+
+    def __init__(self, max_entries: int = 100_000, path: Path | None = None) -> None:
+        if max_entries < 1:
+            raise ValueError("the score cache needs room for at least one entry")
+        self.max_entries = max_entries
+        self._memory: OrderedDict[str, tuple[Sample, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, samples TEXT NOT NULL)"
+            )
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+    def get(self, key: str) -> tuple[Sample, ...] | None:
+        with self._lock:
+            samples = self._memory.get(key)
+            if samples is not None:
+                self._memory.move_to_end(key)
+                return samples
+            if self._db is None:
+                return None
+            row = self._db.execute("SELECT samples FROM scores WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            samples = tuple(Sample(text=text, score=score) for text, score in json.loads(row[0]))
+            self._remember(key, samples)
+            return samples
+
+    def put(self, key: str, samples: tuple[Sample, ...]) -> None:
+        with self._lock:
+            self._remember(key, samples)
+            if self._db is not None:
+                encoded = json.dumps([[sample.text, sample.score] for sample in samples], ensure_ascii=False)
+                self._db.execute("INSERT OR REPLACE INTO scores (key, samples) VALUES (?, ?)", (key, encoded))
+
+    def _remember(self, key: str, samples: tuple[Sample, ...]) -> None:
+        self._memory[key] = samples
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.max_entries:
+            self._memory.popitem(last=False)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

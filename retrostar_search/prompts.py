@@ -1,0 +1,137 @@
+"""The Retro* prompt, character for character as the model was trained on it, and its chat wrapping.
+
+Everything before the document depends only on the task and the query. Keeping it first (and never
+touching it when a document is truncated) lets SGLang's prefix cache reuse it across a query's documents.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from retrostar_search.tasks import TaskDefinition
+
+# Bump when anything that changes the model's input changes: it is part of every score-cache key.
+PROMPT_VERSION = "retrostar-prompt-1"
+
+RETROSTAR_TEMPLATE = """Here is the **relevance definition** in a retrieval task: {relevance_definition}
+
+Now given a **query** ({query_type}) and a **document** ({doc_type}) in this retrieval task, your mission is to perform the following steps.
+
+1. Query Analysis: Think to reason and describe what information would be most helpful in answering the query.
+2. Document Analysis: Discuss how the information provided by the document fulfills or fails to fulfill the requirements implied by the query.
+3. Relevance Annotation: Based on the relevance definition and the insights from the previous two steps, clearly justify your final relevance annotation result and annotate an integer score from a scale of 0 to 100. Please use the following guide:
+    - **80-100 (Highly Relevant):** The document directly and comprehensively addresses the query's intent. It is a core and authoritative answer.
+    - **60-80 (Relevant):** The document substantially addresses the query's intent, providing most of the key information, but might miss some minor details.
+    - **40-60 (Moderately Relevant):** The document is on-topic and addresses a part of the query's intent, but it is not a comprehensive answer.
+    - **20-40 (Slightly Relevant):** The document mentions keywords from the query, but its main topic is different. It offers very limited value.
+    - **0-20 (Irrelevant):** The document does not address the query's intent at all and is off-topic.
+
+After providing your detailed analysis and justification for all the steps above, conclude your entire response with the final relevance score. The score must be placed strictly between the <score> tags. There should be no other text or explanation inside the tags:
+<score>
+[From a scale of 0 to 100, annotate the degree of relevance between the query and the document.]
+</score>
+
+Query ({query_type}):
+[Begin of Query]
+{query}
+[End of Query]
+
+Document ({doc_type}):
+[Begin of Document]
+{doc}
+[End of Document]
+"""  # noqa: E501  (the model's input: lines stay as trained)
+
+_PREFIX_TEMPLATE, _SUFFIX_TEMPLATE = RETROSTAR_TEMPLATE.split("{doc}")  # the suffix has no fields
+_FIELD = re.compile(r"\{(relevance_definition|query_type|doc_type|query)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPrompt:
+    """One (query, document) prompt: the user message, and the parts backends may need on their own."""
+
+    query: str
+    document: str
+    prefix: str  # everything up to the document: shared by all documents of one query
+
+    @property
+    def text(self) -> str:
+        return f"{self.prefix}{self.document}{_SUFFIX_TEMPLATE}"
+
+
+def render_prefix(task: TaskDefinition, query: str) -> str:
+    # One pass over the template, like str.format: text inside the values (braces included) is never
+    # substituted again.
+    values = {
+        "relevance_definition": task.relevance_definition,
+        "query_type": task.query_type,
+        "doc_type": task.doc_type,
+        "query": query,
+    }
+    return _FIELD.sub(lambda match: values[match.group(1)], _PREFIX_TEMPLATE)
+
+
+def render_prompt(task: TaskDefinition, query: str, document: str) -> RenderedPrompt:
+    return RenderedPrompt(query=query, document=document, prefix=render_prefix(task, query))
+
+
+class ChatFormat(StrEnum):
+    """How the user message is wrapped for backends that take raw text (SGLang's native /generate)."""
+
+    QWEN3 = "qwen3"  # Retro* qwen3-*-0928, with enable_thinking=False: an empty think block
+    QWEN2_5 = "qwen2.5"  # Retro* qwen2.5-*-0923: Qwen2.5's template adds its default system message
+
+
+_QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+
+def apply_chat_template(user_message: str, chat_format: ChatFormat) -> str:
+    """What the model's chat template yields for one user message with add_generation_prompt=True."""
+    if chat_format is ChatFormat.QWEN3:
+        return f"<|im_start|>user\n{user_message}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    return (
+        f"<|im_start|>system\n{_QWEN25_DEFAULT_SYSTEM}<|im_end|>\n"
+        f"<|im_start|>user\n{user_message}<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
+    def decode(self, ids: list[int]) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Truncation:
+    """A per-document budget; None means no truncation (the reference's default).
+
+    With a tokenizer the budget counts tokens, otherwise characters. Only the document is cut, so the
+    query-side prefix, and with it SGLang's prefix cache, stays the same for every document.
+    """
+
+    max_tokens: int | None = None
+    max_chars: int | None = None
+    tokenizer: Tokenizer | None = None
+
+    def apply(self, document: str) -> str:
+        if self.max_tokens is not None and self.tokenizer is not None:
+            ids = self.tokenizer.encode(document, add_special_tokens=False)
+            if len(ids) > self.max_tokens:
+                return self.tokenizer.decode(ids[: self.max_tokens])
+            return document
+        if self.max_chars is not None and len(document) > self.max_chars:
+            return document[: self.max_chars]
+        return document
+
+
+def load_tokenizer(path: str) -> Tokenizer:
+    """The model's tokenizer from a local folder (the `tokenizer` extra); hubs are not contacted."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as exc:  # pragma: no cover - depends on the optional extra
+        raise RuntimeError(
+            "token-based truncation needs the 'tokenizer' extra: pip install 'retrostar-search[tokenizer]'"
+        ) from exc
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -1,0 +1,199 @@
+"""The Retro* reranker: one query, a list of candidate documents, a ranking with scores.
+
+It renders prompts, serves what it can from the score cache, sends every remaining pair to the backend at
+once (SGLang batches them and shares the query-side prefix), integrates the samples, runs the cascade, and
+honours a deadline by returning what is known instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from retrostar_search.backends.base import Backend, BackendError, SamplingParams
+from retrostar_search.cache import ScoreCache, cache_key
+from retrostar_search.prompts import RenderedPrompt, Truncation, render_prefix
+from retrostar_search.scoring import Cascade, Sample, UnparsedPolicy, integrate, parse_sample
+from retrostar_search.tasks import DEFAULT_TASK, TaskDefinition
+
+
+@dataclass(slots=True)
+class ScoredDocument:
+    """One input document's outcome; `score` is on Retro*'s 0..100 scale, None when it went unscored."""
+
+    index: int
+    score: float | None = None
+    samples: tuple[Sample, ...] = ()
+    cached: bool = False
+
+    @property
+    def scored(self) -> bool:
+        return self.score is not None
+
+
+@dataclass(slots=True)
+class RerankResult:
+    """Best first: scored documents by score (ties keep the input order), then the unscored ones in input
+    order. `degraded` is set when a backend failure or the deadline left a planned pair unscored."""
+
+    ranking: list[ScoredDocument]
+    degraded: bool = False
+    deadline_exceeded: bool = False
+    pairs_scored: int = 0
+    cache_hits: int = 0
+    backend_errors: int = 0
+    model_seconds: float = 0.0
+    error_messages: list[str] = field(default_factory=list)
+
+    @property
+    def unscored(self) -> int:
+        return sum(1 for document in self.ranking if not document.scored)
+
+
+@dataclass(slots=True)
+class _UniqueDocument:
+    text: str  # after truncation: what the model sees and what the cache key hashes
+    first_index: int
+    score: float | None = None
+    samples: tuple[Sample, ...] = ()
+    cached: bool = False
+
+
+@dataclass(slots=True)
+class _StageOutcome:
+    pairs_scored: int = 0
+    cache_hits: int = 0
+    backend_errors: int = 0
+    deadline_exceeded: bool = False
+    error_messages: list[str] = field(default_factory=list)
+
+
+class Reranker:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        cache: ScoreCache | None = None,
+        cascade: Cascade | None = None,
+        sampling: SamplingParams | None = None,
+        unparsed_policy: UnparsedPolicy = UnparsedPolicy.ZERO,
+        truncation: Truncation | None = None,
+    ) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.cascade = cascade or Cascade.single(1)
+        self.sampling = sampling or SamplingParams()
+        self.unparsed_policy = unparsed_policy
+        self.truncation = truncation or Truncation()
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        task: TaskDefinition = DEFAULT_TASK,
+        cascade: Cascade | None = None,
+        deadline: float | None = None,
+    ) -> RerankResult:
+        """Rank `documents` for `query`; `deadline` is in seconds from now (None: wait for everything)."""
+        cascade = cascade or self.cascade
+        expires_at = None if deadline is None else time.monotonic() + deadline
+        prefix = render_prefix(task, query)
+
+        # Identical documents (after truncation) are scored once and share the outcome.
+        unique: dict[str, _UniqueDocument] = {}
+        owners: list[_UniqueDocument] = []
+        for index, document in enumerate(documents):
+            text = self.truncation.apply(document)
+            owner = unique.setdefault(text, _UniqueDocument(text=text, first_index=index))
+            owners.append(owner)
+
+        result = RerankResult(ranking=[])
+        pool = list(unique.values())  # input order, which is the first-stage order
+        started = time.monotonic()
+        for stage_number, stage in enumerate(cascade.stages):
+            if stage_number > 0:
+                pool = _best_first([doc for doc in pool if doc.score is not None])
+            pool = pool if stage.candidates is None else pool[: stage.candidates]
+            outcome = await self._score_stage(pool, stage.samples, query, prefix, task, expires_at)
+            result.pairs_scored += outcome.pairs_scored
+            result.cache_hits += outcome.cache_hits
+            result.backend_errors += outcome.backend_errors
+            result.error_messages.extend(outcome.error_messages)
+            if outcome.deadline_exceeded or outcome.backend_errors:
+                result.degraded = True
+            if outcome.deadline_exceeded:
+                result.deadline_exceeded = True
+                break
+        result.model_seconds = time.monotonic() - started
+
+        ranked = [
+            ScoredDocument(index=index, score=owner.score, samples=owner.samples, cached=owner.cached)
+            for index, owner in enumerate(owners)
+        ]
+        scored = sorted((doc for doc in ranked if doc.score is not None), key=lambda d: (-d.score, d.index))
+        result.ranking = scored + [doc for doc in ranked if doc.score is None]
+        return result
+
+    async def _score_stage(
+        self,
+        pool: list[_UniqueDocument],
+        samples: int,
+        query: str,
+        prefix: str,
+        task: TaskDefinition,
+        expires_at: float | None,
+    ) -> _StageOutcome:
+        outcome = _StageOutcome()
+        pending: dict[asyncio.Task[list[str]], tuple[_UniqueDocument, str]] = {}
+        for doc in pool:
+            key = cache_key(self.backend.model, task, query, doc.text, samples)
+            cached = self.cache.get(key) if self.cache is not None else None
+            if cached is not None:
+                self._record(doc, cached, cached=True)
+                outcome.cache_hits += 1
+                continue
+            prompt = RenderedPrompt(query=query, document=doc.text, prefix=prefix)
+            task_handle = asyncio.ensure_future(self.backend.generate(prompt, samples, self.sampling))
+            pending[task_handle] = (doc, key)
+        if not pending:
+            return outcome
+
+        timeout = None if expires_at is None else max(0.0, expires_at - time.monotonic())
+        done, not_done = await asyncio.wait(pending, timeout=timeout)
+        for task_handle in not_done:
+            task_handle.cancel()
+        if not_done:
+            outcome.deadline_exceeded = True
+            await asyncio.gather(*not_done, return_exceptions=True)
+        for task_handle in done:
+            doc, key = pending[task_handle]
+            error = task_handle.exception()
+            if error is not None:
+                outcome.backend_errors += 1
+                if len(outcome.error_messages) < 3:
+                    outcome.error_messages.append(_describe(error))
+                continue
+            parsed = tuple(parse_sample(text) for text in task_handle.result())
+            outcome.pairs_scored += 1
+            if self.cache is not None:
+                self.cache.put(key, parsed)
+            self._record(doc, parsed, cached=False)
+        return outcome
+
+    def _record(self, doc: _UniqueDocument, samples: tuple[Sample, ...], *, cached: bool) -> None:
+        doc.samples = samples
+        doc.score = integrate(samples, self.unparsed_policy)
+        doc.cached = cached
+
+
+def _best_first(pool: list[_UniqueDocument]) -> list[_UniqueDocument]:
+    return sorted(pool, key=lambda doc: (-(doc.score or 0.0), doc.first_index))
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, BackendError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
