@@ -2,7 +2,7 @@
 
 Everything before the document depends only on the task and the query. Keeping it first (and never
 touching it when a document is truncated) lets SGLang's prefix cache reuse it across a query's documents.
-"""
+"""  # the model's input: lines stay as trained
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ Document ({doc_type}):
 [Begin of Document]
 {doc}
 [End of Document]
-"""  # noqa: E501  (the model's input: lines stay as trained)
+"""  # the model's input: lines stay as trained
 
 _PREFIX_TEMPLATE, _SUFFIX_TEMPLATE = RETROSTAR_TEMPLATE.split("{doc}")  # the suffix has no fields
 _FIELD = re.compile(r"\{(relevance_definition|query_type|doc_type|query)\}")

@@ -1,0 +1,144 @@
+"""What a local node is made of, per engine: Maven coordinates, assembled modules, launch details.
+
+Every artifact comes from Maven Central (the only download source some hosts reach). The coordinates
+below were checked against Central; the reference's `opensearch-neural-search` is not served there, the
+plugin is published as `org.opensearch.plugin:neural-search`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from retrostar_search.engines.connection import Engine
+
+
+@dataclass(frozen=True, slots=True)
+class Coordinate:
+    group: str
+    artifact: str
+    version: str
+    packaging: str = "jar"
+
+    def __str__(self) -> str:
+        return f"{self.group}:{self.artifact}:{self.version}:{self.packaging}"
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleSpec:
+    """A core module the integ-test-zip leaves out, rebuilt as `modules/<name>/` from its Maven jar.
+
+    The class name must be the one in *this* version's jar (checked by listing it): OpenSearch renamed
+    these plugin classes after 2.19, so its current sources name different ones."""
+
+    name: str
+    jar: Coordinate
+    classname: str
+    description: str
+    extended_plugins: tuple[str, ...] = ()
+    security_policy: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSpec:
+    engine: Engine
+    version: str
+    distribution: Coordinate
+    #: Folder name inside the distribution zip.
+    zip_root: str
+    modules: tuple[ModuleSpec, ...]
+    #: Installed in this order: each may extend the ones before it.
+    plugins: tuple[Coordinate, ...]
+    #: Plugin names as `_cat/plugins` lists them, to check a node is complete.
+    plugin_names: tuple[str, ...]
+    launcher: str
+    plugin_cli: str
+    config_file: str
+    java_home_var: str
+    java_opts_var: str
+    path_conf_var: str
+    #: Java majors this release runs on; 2.x OpenSearch needs the SecurityManager, gone in Java 24.
+    java_majors: tuple[int, int]
+    default_port: int
+    extra_settings: tuple[tuple[str, str], ...] = ()
+
+
+_OPENSEARCH_VERSION = "2.19.1"
+_OPENSEARCH_PLUGIN_VERSION = f"{_OPENSEARCH_VERSION}.0"
+
+_PAINLESS_POLICY = """grant {
+  // Painless compiles scripts into classes it loads itself
+  permission java.lang.RuntimePermission "createClassLoader";
+  permission java.lang.RuntimePermission "getClassLoader";
+};
+"""
+
+OPENSEARCH = EngineSpec(
+    engine=Engine.OPENSEARCH,
+    version=_OPENSEARCH_VERSION,
+    distribution=Coordinate(
+        "org.opensearch.distribution.integ-test-zip", "opensearch", _OPENSEARCH_VERSION, "zip"
+    ),
+    zip_root=f"opensearch-{_OPENSEARCH_VERSION}",
+    modules=(
+        ModuleSpec(
+            name="lang-painless",
+            jar=Coordinate("org.opensearch.plugin", "lang-painless", _OPENSEARCH_VERSION),
+            classname="org.opensearch.painless.PainlessPlugin",
+            description="An easy, safe and fast scripting language for OpenSearch",
+            security_policy=_PAINLESS_POLICY,
+        ),
+        ModuleSpec(
+            name="analysis-common",
+            jar=Coordinate("org.opensearch.plugin", "analysis-common", _OPENSEARCH_VERSION),
+            classname="org.opensearch.analysis.common.CommonAnalysisPlugin",
+            description='Adds "built in" analyzers to OpenSearch.',
+            extended_plugins=("lang-painless",),
+        ),
+    ),
+    plugins=tuple(
+        Coordinate("org.opensearch.plugin", name, _OPENSEARCH_PLUGIN_VERSION, "zip")
+        for name in ("opensearch-job-scheduler", "opensearch-knn", "opensearch-ml-plugin", "neural-search")
+    ),
+    plugin_names=("opensearch-job-scheduler", "opensearch-knn", "opensearch-ml", "opensearch-neural-search"),
+    launcher="bin/opensearch",
+    plugin_cli="bin/opensearch-plugin",
+    config_file="opensearch.yml",
+    java_home_var="OPENSEARCH_JAVA_HOME",
+    java_opts_var="OPENSEARCH_JAVA_OPTS",
+    path_conf_var="OPENSEARCH_PATH_CONF",
+    java_majors=(11, 21),
+    default_port=9200,
+    # Harmless on one node and saves `setup` a step; remote models then deploy on this data node.
+    extra_settings=(("plugins.ml_commons.only_run_on_ml_node", "false"),),
+)
+
+_ELASTICSEARCH_VERSION = "8.19.7"
+
+ELASTICSEARCH = EngineSpec(
+    engine=Engine.ELASTICSEARCH,
+    version=_ELASTICSEARCH_VERSION,
+    distribution=Coordinate(
+        "org.elasticsearch.distribution.integ-test-zip", "elasticsearch", _ELASTICSEARCH_VERSION, "zip"
+    ),
+    zip_root=f"elasticsearch-{_ELASTICSEARCH_VERSION}",
+    # Central serves no 8.x module jars (`org.elasticsearch.plugin:analysis-common:8.19.7` is not
+    # there), so this node has only the analyzers built into the server: see docs/nodes.md.
+    modules=(),
+    plugins=(),
+    plugin_names=(),
+    launcher="bin/elasticsearch",
+    plugin_cli="bin/elasticsearch-plugin",
+    config_file="elasticsearch.yml",
+    java_home_var="ES_JAVA_HOME",
+    java_opts_var="ES_JAVA_OPTS",
+    path_conf_var="ES_PATH_CONF",
+    java_majors=(17, 24),
+    default_port=9201,
+    # A local test node: the zip ships x-pack security, which would demand TLS and passwords.
+    extra_settings=(("xpack.security.enabled", "false"),),
+)
+
+SPECS: dict[Engine, EngineSpec] = {spec.engine: spec for spec in (OPENSEARCH, ELASTICSEARCH)}
+
+#: The transport port sits this far above the HTTP port, so both engines' default nodes coexist.
+TRANSPORT_PORT_OFFSET = 100
