@@ -2,7 +2,7 @@
 
 Everything before the document depends only on the task and the query. Keeping it first (and never
 touching it when a document is truncated) lets SGLang's prefix cache reuse it across a query's documents.
-"""  # the model's input: lines stay as trained
+"""
 
 from __future__ import annotations
 
