@@ -29,7 +29,8 @@ def find_java_home(majors: tuple[int, int]) -> Path:
     if forced:
         major = java_major(Path(forced))
         if major is None or not low <= major <= high:
-            raise NodeError(f"{JAVA_HOME_ENV}={forced} is not a Java {low}-{high} JDK (found {major})")
+            found = "no JDK there" if major is None else f"Java {major} there"
+            raise NodeError(f"{JAVA_HOME_ENV}={forced} must be a Java {low}-{high} JDK ({found})")
         return Path(forced)
     seen: list[str] = []
     for home in _candidates():

@@ -63,7 +63,7 @@ def resolve(coordinates: Sequence[Coordinate], *, transitive: bool) -> list[Reso
         )
         if result.returncode != 0 or not listing.exists():
             wanted = ", ".join(str(c) for c in coordinates)
-            raise NodeError(f"mvn could not fetch {wanted}: {_reason(result.stdout + result.stderr)}")
+            raise NodeError(f"mvn could not fetch {wanted}: {failure_reason(result.stdout + result.stderr)}")
         return parse_listing(listing.read_text())
 
 
@@ -110,7 +110,7 @@ def parse_listing(text: str) -> list[ResolvedArtifact]:
     return artifacts
 
 
-def _reason(output: str) -> str:
+def failure_reason(output: str) -> str:
     """Maven's own one-line reason, without the goal and project boilerplate around it."""
     for raw in _ANSI.sub("", output).splitlines():
         if not raw.startswith("[ERROR]"):

@@ -46,5 +46,11 @@ def node_home(spec: EngineSpec, port: int) -> Path:
     return nodes_dir() / f"{spec.engine.value}-{spec.version}-{port}"
 
 
+def node_lock_file(spec: EngineSpec, port: int) -> Path:
+    """Serialises start and stop of one node; beside its folder, which may not exist yet."""
+    home = node_home(spec, port)
+    return home.parent / f".{home.name}.lock"
+
+
 def node_user() -> str:
     return os.environ.get(NODE_USER_ENV) or DEFAULT_NODE_USER

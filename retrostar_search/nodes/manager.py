@@ -1,0 +1,182 @@
+"""Start, stop and inspect local nodes: the API behind `retrosearch node` and the test fixtures."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrostar_search.engines.connection import Engine
+from retrostar_search.nodes import probe
+from retrostar_search.nodes.assembly import Reporter, ensure_distribution
+from retrostar_search.nodes.errors import NodeError
+from retrostar_search.nodes.home import prepare_home
+from retrostar_search.nodes.java import find_java_home
+from retrostar_search.nodes.locking import exclusive
+from retrostar_search.nodes.paths import node_home, node_lock_file
+from retrostar_search.nodes.process import (
+    LOG_FILE,
+    PID_FILE,
+    group_members,
+    log_tail,
+    port_in_use,
+    running_group,
+    spawn,
+    terminate,
+)
+from retrostar_search.nodes.runas import node_account
+from retrostar_search.nodes.specs import SPECS, TRANSPORT_PORT_OFFSET, EngineSpec
+
+DEFAULT_HEAP = "1g"
+DEFAULT_START_TIMEOUT_S = 300.0
+_HEAP = re.compile(r"[1-9][0-9]*[kKmMgG]")
+_FAILURE = re.compile(r"ERROR|FATAL|Exception\b|Error\b")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    engine: Engine
+    url: str
+    version: str
+    plugins: tuple[str, ...]
+    health: str
+    #: False when the node was already running: whoever started it should stop it.
+    started_by_us: bool
+    pid: int
+    home: Path
+    log_file: Path
+    #: Seconds from launch to a yellow cluster; None when it was already running.
+    start_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    engine: Engine
+    port: int
+    url: str
+    home: Path
+    log_file: Path
+    #: The node's process group while it runs; None when stopped.
+    pid: int | None
+    #: What the node reports; None when stopped or not answering yet (still starting).
+    info: NodeInfo | None
+
+
+def _spec_and_port(engine: Engine | str, port: int | None) -> tuple[EngineSpec, int]:
+    spec = SPECS[Engine(engine)]
+    chosen = port or spec.default_port
+    if not 1 <= chosen <= 65535 - TRANSPORT_PORT_OFFSET:
+        raise NodeError(f"port {chosen} is out of range (1-{65535 - TRANSPORT_PORT_OFFSET})")
+    return spec, chosen
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def ensure_node(
+    engine: Engine | str = Engine.OPENSEARCH,
+    port: int | None = None,
+    heap: str = DEFAULT_HEAP,
+    *,
+    timeout_s: float = DEFAULT_START_TIMEOUT_S,
+    report: Reporter = _quiet,
+) -> NodeInfo:
+    """Make sure a local node answers on `port`, starting (and, the first time, provisioning) it."""
+    spec, port = _spec_and_port(engine, port)
+    if not _HEAP.fullmatch(heap):
+        raise NodeError(f"heap {heap!r} is not a JVM size such as 512m or 1g")
+    home = node_home(spec, port)
+    url = f"http://127.0.0.1:{port}"
+    with exclusive(node_lock_file(spec, port)):
+        pgid = running_group(home)
+        if pgid is not None:
+            # Possibly still starting (another terminal's start): wait like a fresh start would.
+            probe.wait_ready(url, lambda: running_group(home) is not None, timeout_s)
+            return _info(spec, url, home, pgid, started_by_us=False)
+        for needed in (port, port + TRANSPORT_PORT_OFFSET):
+            if port_in_use(needed):
+                raise NodeError(
+                    f"port {needed} on 127.0.0.1 is already in use by another process "
+                    f"(the {spec.engine.value} node needs {port} for HTTP and "
+                    f"{port + TRANSPORT_PORT_OFFSET} for transport); choose another --port"
+                )
+        java_home = find_java_home(spec.java_majors)
+        account = node_account()
+        distribution = ensure_distribution(spec, java_home, report)
+        prepare_home(spec, distribution, home, port, account)
+        report(f"starting {spec.engine.value} {spec.version} on {url} as user {account.name}")
+        started = time.monotonic()
+        pgid = spawn(spec, home, java_home, heap, account)
+        try:
+            probe.wait_ready(url, lambda: bool(group_members(pgid)), timeout_s)
+        except NodeError as exc:
+            terminate(pgid)  # never leave a half-started node holding the port
+            raise NodeError(f"{exc}: {_failure_hint(home)} (log: {home / LOG_FILE})") from exc
+        return _info(spec, url, home, pgid, started_by_us=True, start_seconds=time.monotonic() - started)
+
+
+def stop_node(engine: Engine | str = Engine.OPENSEARCH, port: int | None = None) -> bool:
+    """Stop the node and wait until none of its processes is left; False if it was not running."""
+    spec, port = _spec_and_port(engine, port)
+    home = node_home(spec, port)
+    with exclusive(node_lock_file(spec, port)):
+        pgid = running_group(home)
+        if pgid is not None:
+            terminate(pgid)
+        (home / PID_FILE).unlink(missing_ok=True)
+    return pgid is not None
+
+
+def node_status(engine: Engine | str = Engine.OPENSEARCH, port: int | None = None) -> NodeStatus:
+    spec, port = _spec_and_port(engine, port)
+    home = node_home(spec, port)
+    url = f"http://127.0.0.1:{port}"
+    pgid = running_group(home)
+    info = None
+    if pgid is not None:
+        try:
+            info = _info(spec, url, home, pgid, started_by_us=False)
+        except NodeError:
+            info = None  # alive but not answering: starting, or wedged
+    return NodeStatus(spec.engine, port, url, home, home / LOG_FILE, pgid, info)
+
+
+def node_log(engine: Engine | str = Engine.OPENSEARCH, port: int | None = None) -> Path:
+    spec, port = _spec_and_port(engine, port)
+    return node_home(spec, port) / LOG_FILE
+
+
+def _info(
+    spec: EngineSpec,
+    url: str,
+    home: Path,
+    pgid: int,
+    *,
+    started_by_us: bool,
+    start_seconds: float | None = None,
+) -> NodeInfo:
+    facts = probe.facts(url)
+    return NodeInfo(
+        engine=spec.engine,
+        url=url,
+        version=facts.version,
+        plugins=facts.plugins,
+        health=facts.health,
+        started_by_us=started_by_us,
+        pid=pgid,
+        home=home,
+        log_file=home / LOG_FILE,
+        start_seconds=start_seconds,
+    )
+
+
+def _failure_hint(home: Path) -> str:
+    """The last error-looking line of the console log: usually the actual reason a start failed."""
+    lines = log_tail(home, 300)
+    for line in reversed(lines):
+        # Stack frames name exception classes too; the cause is the line above them.
+        if _FAILURE.search(line) and not line.lstrip().startswith("at "):
+            return line.strip()[:300]
+    return lines[-1].strip()[:300] if lines else "no output"

@@ -1,0 +1,215 @@
+"""Shared fixtures. Each block below belongs to one area; add new areas as blocks of their own."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from connector.app import create_app
+from connector.background import BackgroundServer
+from connector.settings import ENV_PREFIX as CONNECTOR_ENV_PREFIX
+from connector.settings import ConnectorSettings
+from retrostar_search.engines.connection import Engine, EngineConnection
+from retrostar_search.nodes import NodeError, ensure_node, stop_node
+from tests.scripted_sglang import ScriptedSGLangServer
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+    from opensearchpy import OpenSearch
+
+
+# ------------------------------------------------------------------------------------------------
+# Local engine nodes (retrostar_search.nodes)
+#
+# One node per engine for the whole session. A node already running on the test URL (CI starts both
+# with `retrosearch node start` and exports the URLs) is used as is; otherwise the fixture starts one on
+# the test ports, which differ from the user defaults 9200/9201 so tests never touch a user's node, and
+# stops at the end only a node it started itself.
+# ------------------------------------------------------------------------------------------------
+
+TEST_NODE_URL_ENV = {
+    Engine.OPENSEARCH: "RETROSEARCH_TEST_OPENSEARCH_URL",
+    Engine.ELASTICSEARCH: "RETROSEARCH_TEST_ELASTICSEARCH_URL",
+}
+TEST_NODE_PORTS = {Engine.OPENSEARCH: 9250, Engine.ELASTICSEARCH: 9251}
+_NODE_FIXTURES = {"opensearch_url": "opensearch", "elasticsearch_url": "elasticsearch"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests that need a node, so `-m "not opensearch"` deselects them on a host without Java."""
+    for item in items:
+        for fixture, marker in _NODE_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
+
+def _node_url(engine: Engine) -> Iterator[str]:
+    env_var = TEST_NODE_URL_ENV[engine]
+    if os.environ.get(env_var):
+        yield os.environ[env_var].rstrip("/")
+        return
+    port = TEST_NODE_PORTS[engine]
+    try:
+        info = ensure_node(engine, port)
+    except NodeError as exc:
+        pytest.fail(
+            f"could not start the local {engine.value} test node on port {port}: {exc} "
+            f"(set {env_var} to use a running node, or deselect with -m 'not {engine.value}')"
+        )
+    yield info.url
+    if info.started_by_us:
+        stop_node(engine, port)
+
+
+@pytest.fixture(scope="session")
+def opensearch_url() -> Iterator[str]:
+    yield from _node_url(Engine.OPENSEARCH)
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_url() -> Iterator[str]:
+    yield from _node_url(Engine.ELASTICSEARCH)
+
+
+@pytest.fixture(scope="session")
+def opensearch_client(opensearch_url: str) -> Iterator[OpenSearch]:
+    # The typed twin of `.client()`, so tests get OpenSearch's own client type.
+    client = EngineConnection(engine=Engine.OPENSEARCH, url=opensearch_url).opensearch_client()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_client(elasticsearch_url: str) -> Iterator[Elasticsearch]:
+    client = EngineConnection(engine=Engine.ELASTICSEARCH, url=elasticsearch_url).elasticsearch_client()
+    yield client
+    client.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# End of: local engine nodes
+# ------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------
+# Rerank connector (connector/): the scripted SGLang server and connectors in front of it
+#
+# One scripted server for the session; each test gets it with fresh stats and no added latency.
+# Connector settings start from the scripted server and ignore any RETROSEARCH_* variables of the
+# shell running the tests, so a developer's environment cannot change what a test sees.
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def scripted_sglang_session() -> Iterator[ScriptedSGLangServer]:
+    with ScriptedSGLangServer() as server:
+        yield server
+
+
+@pytest.fixture
+def scripted_sglang(scripted_sglang_session: ScriptedSGLangServer) -> ScriptedSGLangServer:
+    scripted_sglang_session.stats.reset()
+    scripted_sglang_session.latency = 0.0
+    return scripted_sglang_session
+
+
+@pytest.fixture
+def connector_settings(
+    monkeypatch: pytest.MonkeyPatch, scripted_sglang: ScriptedSGLangServer
+) -> Callable[..., ConnectorSettings]:
+    for name in list(os.environ):
+        if name.startswith(CONNECTOR_ENV_PREFIX):
+            monkeypatch.delenv(name)
+
+    def make(**overrides: Any) -> ConnectorSettings:
+        return ConnectorSettings(**{"backend": "sglang", "backend_url": scripted_sglang.url, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def connector_client(
+    connector_settings: Callable[..., ConnectorSettings],
+) -> Iterator[Callable[..., TestClient]]:
+    """`connector_client(**settings)`: a TestClient on a connector app (lifespan run) with those settings."""
+    with ExitStack() as stack:
+
+        def open_client(**overrides: Any) -> TestClient:
+            return stack.enter_context(TestClient(create_app(connector_settings(**overrides))))
+
+        yield open_client
+
+
+@pytest.fixture
+def connector_server(
+    connector_settings: Callable[..., ConnectorSettings],
+) -> Iterator[Callable[..., BackgroundServer]]:
+    """`connector_server(**settings)`: a connector on a real uvicorn server, on a free port."""
+    with ExitStack() as stack:
+
+        def start(**overrides: Any) -> BackgroundServer:
+            return stack.enter_context(BackgroundServer(create_app(connector_settings(**overrides))))
+
+        yield start
+
+
+# ------------------------------------------------------------------------------------------------
+# End of: rerank connector
+# ------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------
+# Engine wiring and search (retrostar_search/engines/{search,opensearch_setup,elasticsearch_setup}.py,
+# `retrosearch setup|teardown|search`)
+#
+# `live_connector`: one connector per test module on a real uvicorn server that the local engine
+# nodes can reach, in front of the session's scripted SGLang server; `.stop()` and `.start()` take it
+# down and bring it back on the same port (the engines keep its URL).
+# ------------------------------------------------------------------------------------------------
+
+
+class RestartableConnector:
+    def __init__(self, settings: ConnectorSettings) -> None:
+        self.settings = settings
+        self._server: BackgroundServer | None = None
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.port is not None, "start() the connector first"
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if self._server is None:
+            self._server = BackgroundServer(create_app(self.settings), port=self.port)
+            self._server.__enter__()
+            self.port = self._server.port
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.__exit__(None, None, None)
+            self._server = None
+
+
+@pytest.fixture(scope="module")
+def live_connector(scripted_sglang_session: ScriptedSGLangServer) -> Iterator[RestartableConnector]:
+    scripted_sglang_session.latency = 0.0
+    with pytest.MonkeyPatch.context() as env:
+        for name in list(os.environ):
+            if name.startswith(CONNECTOR_ENV_PREFIX):
+                env.delenv(name)
+        settings = ConnectorSettings(backend="sglang", backend_url=scripted_sglang_session.url)
+    connector = RestartableConnector(settings)
+    connector.start()
+    yield connector
+    connector.stop()
+
+
+# ------------------------------------------------------------------------------------------------
+# End of: engine wiring and search
+# ------------------------------------------------------------------------------------------------
