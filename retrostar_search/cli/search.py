@@ -1,0 +1,214 @@
+"""`retrosearch search "query" --index docs`: the query with and without Retro* reranking, side by side.
+
+OpenSearch reranks through the search pipeline made by `retrosearch setup opensearch`; Elasticsearch (and
+OpenSearch with --client-side) reranks here, by sending the BM25 candidates to the connector.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from retrostar_search.cli.common import (
+    ApiKeyOpt,
+    CaCertsOpt,
+    EngineOpt,
+    InsecureOpt,
+    PasswordOpt,
+    UrlOpt,
+    UsernameOpt,
+    engine_connection,
+    scrub,
+)
+from retrostar_search.engines.connection import Engine
+from retrostar_search.engines.search import (
+    ConnectorClient,
+    Hit,
+    RerankedSearch,
+    SearchError,
+    search_and_rerank,
+)
+
+EXIT_FAILED = 1
+SNIPPET_CHARS = 80
+RERANK_PANEL = "Reranking"
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="What to search for.")],
+    index: Annotated[str, typer.Option(help="Index to search.")],
+    candidates: Annotated[int, typer.Option(help="BM25 hits to rerank (N).", min=1)] = 20,
+    top: Annotated[int, typer.Option(help="Reranked hits to keep (K <= N).", min=1)] = 10,
+    explain: Annotated[bool, typer.Option(help="Show Retro*'s reasoning for each kept hit.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    fields: Annotated[str, typer.Option(help="Comma-separated fields searched and reranked.")] = "title,text",
+    pipeline: Annotated[
+        str,
+        typer.Option(
+            help="OpenSearch search pipeline (from `setup opensearch`).", rich_help_panel=RERANK_PANEL
+        ),
+    ] = "retrostar",
+    client_side: Annotated[
+        bool,
+        typer.Option(
+            help="OpenSearch: rerank here through the connector, not the pipeline.",
+            rich_help_panel=RERANK_PANEL,
+        ),
+    ] = False,
+    connector_url: Annotated[
+        str,
+        typer.Option(
+            envvar="RETROSEARCH_CONNECTOR_URL",
+            help="Connector for client-side rerank and --explain.",
+            rich_help_panel=RERANK_PANEL,
+        ),
+    ] = "http://127.0.0.1:8000",
+    connector_api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RETROSEARCH_CONNECTOR_API_KEY",
+            help="The connector's API key.",
+            show_default=False,
+            rich_help_panel=RERANK_PANEL,
+        ),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="Task preset for client-side rerank (default: the connector's).",
+            rich_help_panel=RERANK_PANEL,
+        ),
+    ] = None,
+    connector_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the connector.", rich_help_panel=RERANK_PANEL)
+    ] = 60.0,
+    engine: EngineOpt = Engine.OPENSEARCH,
+    url: UrlOpt = None,
+    username: UsernameOpt = None,
+    password: PasswordOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_certs: CaCertsOpt = None,
+    insecure: InsecureOpt = False,
+) -> None:
+    """Search an index and show how Retro* reorders the hits."""
+    if top > candidates:
+        raise typer.BadParameter(f"--top ({top}) cannot exceed --candidates ({candidates})")
+    connection = engine_connection(engine, url, username, password, api_key, ca_certs, insecure)
+    console = Console(highlight=False)
+    field_names = tuple(name.strip() for name in fields.split(",") if name.strip())
+    try:
+        with ConnectorClient(connector_url, connector_api_key, connector_timeout) as connector:
+            outcome = search_and_rerank(
+                connection.client(),
+                engine,
+                index,
+                query,
+                connector,
+                candidates=candidates,
+                top=top,
+                fields=field_names,
+                pipeline=pipeline,
+                client_side=client_side,
+                explain=explain,
+                task=task,
+            )
+    except SearchError as error:
+        console.print(f"[red]rerank failed:[/] {escape(str(error))}")
+        raise typer.Exit(EXIT_FAILED) from None
+    except Exception as error:  # the engine clients' own errors
+        message = engine_error_message(error, pipeline)
+        if message is None:
+            raise
+        console.print(f"[red]search failed:[/] {escape(scrub(message, connection))}")
+        raise typer.Exit(EXIT_FAILED) from None
+    if as_json:
+        print(json.dumps({"engine": engine.value, **outcome.to_dict()}, ensure_ascii=False, indent=2))
+        return
+    print_comparison(console, outcome, engine, explain)
+
+
+def print_comparison(console: Console, outcome: RerankedSearch, engine: Engine, explain: bool) -> None:
+    via = "in the search pipeline" if outcome.path == "pipeline" else "client-side"
+    table = Table(
+        title=escape(
+            f"{outcome.query!r} in {outcome.index} ({engine.value}): BM25 top {len(outcome.first_stage)}, "
+            f"reranked by Retro* {via}"
+        ),
+        title_justify="left",
+    )
+    table.add_column("BM25 → Retro*", justify="right", no_wrap=True)
+    table.add_column("Retro*", justify="right")
+    table.add_column("BM25", justify="right")
+    table.add_column("id", overflow="fold")
+    table.add_column("title / snippet")
+    for hit in outcome.reranked:
+        table.add_row(
+            _rank_change(hit),
+            "-" if hit.retrostar_score is None else f"{hit.retrostar_score:.1f}",
+            "-" if hit.first_stage_score is None else f"{hit.first_stage_score:.2f}",
+            escape(hit.id),
+            escape(_label(hit)),
+        )
+    if not outcome.reranked:
+        console.print(f"no hits for {outcome.query!r} in {outcome.index}")
+        return
+    kept = {hit.id for hit in outcome.reranked}
+    dropped = [hit.id for hit in outcome.first_stage[: len(outcome.reranked)] if hit.id not in kept]
+    if dropped:
+        table.caption = escape(f"left BM25's top {len(outcome.reranked)}: {', '.join(dropped)}")
+    console.print(table)
+    if explain:
+        for hit in outcome.reranked:
+            console.print(
+                Panel(
+                    escape(
+                        hit.explanation or "(no explanation: the connector could not score this document)"
+                    ),
+                    title=escape(f"#{hit.rank} {hit.id}"),
+                    title_align="left",
+                )
+            )
+
+
+def engine_error_message(error: Exception, pipeline: str) -> str | None:
+    """A one-line reason for an OpenSearch or Elasticsearch client error; None for anything else."""
+    import elasticsearch
+    import opensearchpy
+
+    from retrostar_search.engines.opensearch_ml import opensearch_reason
+
+    if isinstance(error, opensearchpy.TransportError):
+        reason = opensearch_reason(error)
+        if "pipeline" in reason.lower() and pipeline in reason:
+            reason += f" (create it with: retrosearch setup opensearch --pipeline {pipeline} ...)"
+        return reason
+    if isinstance(error, elasticsearch.ApiError):
+        body: Any = error.body
+        detail = body.get("error") if isinstance(body, dict) else None
+        return str(detail.get("reason") if isinstance(detail, dict) else detail or error.message)
+    if isinstance(error, elasticsearch.TransportError):
+        return str(error)
+    return None
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search)
+
+
+def _rank_change(hit: Hit) -> str:
+    before = "?" if hit.first_stage_rank is None else str(hit.first_stage_rank)
+    after = "?" if hit.rank is None else str(hit.rank)
+    return f"{before} → {after}"
+
+
+def _label(hit: Hit) -> str:
+    if hit.title:
+        return hit.title
+    text = " ".join(hit.text.split())
+    return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…"

@@ -1,0 +1,204 @@
+"""Elasticsearch: client-side rerank against the real local node (Basic licence), the `custom` rerank
+inference endpoint's JSON checked against Elasticsearch's template rules, and the licence error path."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from retrostar_search.cli import app
+from retrostar_search.engines.connection import Engine
+from retrostar_search.engines.elasticsearch_setup import (
+    RETRIEVER_REQUEST_VALUES,
+    InferenceWiring,
+    inference_endpoint_body,
+    retriever_example,
+    template_violations,
+)
+from retrostar_search.engines.search import ConnectorClient, search_and_rerank, search_first_stage
+from tests.conftest import RestartableConnector
+from tests.search_corpus import DOCUMENTS, QUERY, expected_order, index_documents, scripted_score
+
+INDEX = f"rstest-es-{uuid.uuid4().hex[:8]}"
+SIZE = len(DOCUMENTS)
+runner = CliRunner()
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def es_index(elasticsearch_client: Elasticsearch) -> Iterator[str]:
+    index_documents(elasticsearch_client, INDEX)
+    yield INDEX
+    elasticsearch_client.indices.delete(index=INDEX, ignore_unavailable=True)
+
+
+def test_client_side_rerank_on_elasticsearch(
+    elasticsearch_client: Elasticsearch, es_index: str, live_connector: RestartableConnector
+) -> None:
+    with ConnectorClient(live_connector.url) as connector:
+        outcome = search_and_rerank(
+            elasticsearch_client, Engine.ELASTICSEARCH, es_index, QUERY, connector, candidates=SIZE, top=4
+        )
+    bm25_order = [hit.id for hit in outcome.first_stage]
+    assert outcome.path == "client-side"
+    assert [hit.id for hit in outcome.reranked] == expected_order(bm25_order, bm25_order)[:4]
+    assert [hit.id for hit in outcome.reranked] != bm25_order[:4]
+    for rank, hit in enumerate(outcome.reranked, start=1):
+        assert hit.rank == rank
+        assert hit.retrostar_score == pytest.approx(scripted_score(hit.id))
+        assert bm25_order[hit.first_stage_rank - 1] == hit.id
+        assert hit.title == DOCUMENTS[hit.id][0]
+
+
+def test_client_side_rerank_explains(
+    elasticsearch_client: Elasticsearch, es_index: str, live_connector: RestartableConnector
+) -> None:
+    with ConnectorClient(live_connector.url) as connector:
+        outcome = search_and_rerank(
+            elasticsearch_client, Engine.ELASTICSEARCH, es_index, QUERY, connector, candidates=3, top=2,
+            explain=True,
+        )  # fmt: skip
+    assert all(hit.explanation and "Relevance Annotation" in hit.explanation for hit in outcome.reranked)
+
+
+def test_search_command_on_elasticsearch(
+    elasticsearch_url: str, es_index: str, live_connector: RestartableConnector
+) -> None:
+    code, output = cli(
+        "search", QUERY, "--engine", "elasticsearch", "--url", elasticsearch_url, "--index", es_index,
+        "--connector-url", live_connector.url, "--candidates", "5", "--top", "2", "--json",
+    )  # fmt: skip
+    assert code == 0, output
+    result = json.loads(output)
+    assert result["engine"] == "elasticsearch" and result["path"] == "client-side"
+    first_five = [hit["id"] for hit in result["first_stage"]]
+    assert len(first_five) == 5
+    assert [hit["id"] for hit in result["reranked"]] == expected_order(first_five, first_five)[:2]
+
+
+def test_first_stage_is_bm25_over_title_and_text(elasticsearch_client: Elasticsearch, es_index: str) -> None:
+    hits = search_first_stage(elasticsearch_client, es_index, "carotenoids", 3)
+    assert [hit.id for hit in hits] == ["pigments-3"]  # the word is only in that title
+    assert hits[0].first_stage_rank == 1 and hits[0].first_stage_score > 0
+
+
+# --- the inference endpoint --------------------------------------------------------------------------
+
+
+def endpoint(api_key: str | None = "connector-key-6") -> dict[str, Any]:
+    wiring = InferenceWiring(
+        "http://127.0.0.1:8000/", connector_api_key=SecretStr(api_key) if api_key else None
+    )
+    return inference_endpoint_body(wiring)
+
+
+def test_endpoint_body_follows_the_custom_service_rules() -> None:
+    body = endpoint()
+    assert template_violations(body) == []
+    settings = body["service_settings"]
+    assert settings["url"] == "http://127.0.0.1:8000/v1/rerank"
+    assert settings["headers"]["Authorization"] == "Bearer ${api_key}"
+    assert settings["secret_parameters"] == {"api_key": "connector-key-6"}
+    assert settings["response"]["json_parser"] == {
+        "relevance_score": "$.results[*].relevance_score",
+        "reranked_index": "$.results[*].index",
+    }
+    # Rendered as Elasticsearch renders it (JSON values, no quotes added), the request is the connector's
+    # Cohere shape with every document and no top_n.
+    rendered = re.sub(
+        r"\$\{(\w+)\}",
+        lambda m: {"query": json.dumps('say "hi"\n'), "input": json.dumps(["a", "b"])}[m.group(1)],
+        settings["request"],
+    )
+    assert json.loads(rendered) == {"query": 'say "hi"\n', "documents": ["a", "b"]}
+
+
+def test_endpoint_without_api_key_still_resolves_the_header() -> None:
+    body = endpoint(api_key=None)
+    assert template_violations(body) == []
+    assert body["service_settings"]["secret_parameters"]["api_key"]
+
+
+def _broken(change: Any) -> dict[str, Any]:
+    body = copy.deepcopy(endpoint())
+    change(body["service_settings"])
+    return body
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda s: s.update(request='{"query": "${query}", "documents": ${input}}'), "surrounded by quotes"),
+        (
+            lambda s: s.update(request='{"query": ${query}, "documents": ${input}, "top_n": ${top_n}}'),
+            "top_n",
+        ),
+        (lambda s: s["headers"].update(Query="${query}"), "headers.Query"),
+        (lambda s: s.update(url="http://127.0.0.1:8000/${path}"), "url"),
+        (lambda s: s["response"]["json_parser"].pop("relevance_score"), "relevance_score is required"),
+        (lambda s: s["response"]["json_parser"].update(score="$.x"), "json_parser key 'score'"),
+        (lambda s: s.update(timeout=30), "unknown service_settings key 'timeout'"),
+        (lambda s: s.update(request={"query": "${query}"}), "request must be a string"),
+        (lambda s: s.update(request='{"query": ${query} "documents": ${input}}'), "does not render to JSON"),
+    ],
+)
+def test_template_rules_catch_what_elasticsearch_refuses(change: Any, expected: str) -> None:
+    problems = template_violations(_broken(change))
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_retriever_example_reranks_bm25_through_the_endpoint() -> None:
+    retriever = retriever_example("retrostar", QUERY, field="text", rank_window_size=30)["retriever"]
+    reranker = retriever["text_similarity_reranker"]
+    assert reranker["inference_id"] == "retrostar" and reranker["inference_text"] == QUERY
+    assert reranker["field"] == "text" and reranker["rank_window_size"] == 30
+    assert reranker["retriever"]["standard"]["query"]["multi_match"]["query"] == QUERY
+    assert set(RETRIEVER_REQUEST_VALUES) == {"query", "input"}
+
+
+# --- against the real Basic-licence node --------------------------------------------------------------
+
+
+def test_setup_on_basic_licence_explains_and_fails(elasticsearch_url: str) -> None:
+    code, output = cli(
+        "setup", "elasticsearch", "--url", elasticsearch_url, "--connector-url", "http://127.0.0.1:8000",
+        "--connector-api-key", "connector-key-7",
+    )  # fmt: skip
+    flat = " ".join(output.split())
+    assert code == 3, output
+    assert "'basic' licence" in flat
+    assert "Enterprise" in flat and "trial" in flat
+    assert "retrosearch search" in flat and "--engine elasticsearch" in flat
+    assert "connector-key-7" not in output
+
+
+def test_teardown_on_a_node_without_the_inference_api(elasticsearch_url: str) -> None:
+    # The local node (integ-test distribution) has no inference plugin: Elasticsearch's own answer is
+    # "no handler found", which the command turns into advice.
+    code, output = cli("teardown", "elasticsearch", "--url", elasticsearch_url)
+    assert code == 1
+    assert "no inference API" in " ".join(output.split())
+
+
+def test_setup_dry_run_masks_the_key(elasticsearch_url: str) -> None:
+    code, output = cli(
+        "setup", "elasticsearch", "--url", elasticsearch_url, "--connector-url", "http://127.0.0.1:8000",
+        "--connector-api-key", "connector-key-8", "--dry-run",
+    )  # fmt: skip
+    assert code == 0, output
+    assert "PUT /_inference/rerank/retrostar" in output
+    assert "text_similarity_reranker" in output
+    assert "connector-key-8" not in output and "********" in output
