@@ -1,0 +1,32 @@
+"""The rerank log: one event per rerank request and one record per document, written in the background to
+OpenSearch or Elasticsearch so that Dashboards / Kibana and the explorer page can show what the reranker
+did. See docs/observability.md.
+
+The connector needs only this::
+
+    writer = RerankLogWriter(settings)          # settings: RerankLogSettings (or ConnectorSettings)
+    await writer.start()
+    writer.submit(RerankEvent(..., documents=outcomes_from_ranking(result.ranking, texts, ids)))
+    writer.counters()                           # written / dropped_queue_full / dropped_engine_error
+    registry.register(RerankLogCollector(writer))   # the same as Prometheus metrics
+    await writer.stop()
+"""
+
+from connector.rerank_log.install import InstallReport, RetentionStatus
+from connector.rerank_log.metrics import RerankLogCollector
+from connector.rerank_log.records import DocumentOutcome, RerankEvent, outcomes_from_ranking
+from connector.rerank_log.settings import DEFAULT_LOG_INDEX, RerankLogSettings
+from connector.rerank_log.writer import LogCounters, RerankLogWriter
+
+__all__ = [
+    "DEFAULT_LOG_INDEX",
+    "DocumentOutcome",
+    "InstallReport",
+    "LogCounters",
+    "RerankEvent",
+    "RerankLogCollector",
+    "RerankLogSettings",
+    "RerankLogWriter",
+    "RetentionStatus",
+    "outcomes_from_ranking",
+]

@@ -1,0 +1,92 @@
+"""What the rerank log needs to know, as flat `log_*` fields the connector's settings can inherit.
+
+`ConnectorSettings` mixes this model in, so every field is also a `RETROSEARCH_LOG_*` environment variable,
+a `--log-*` option and a config-file key. The log is off unless `log_url` is set.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+from retrostar_search.engines.connection import Engine, EngineConnection
+
+DEFAULT_LOG_INDEX = "retrostar-log"
+
+# The prefix becomes part of index names and of an index pattern: lower case, no wildcards or separators.
+_INDEX_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+class RerankLogSettings(BaseModel):
+    log_url: str | None = Field(
+        default=None,
+        description="OpenSearch or Elasticsearch URL to write the rerank log to (unset: no log).",
+    )
+    log_engine: Engine = Field(default=Engine.OPENSEARCH, description="Engine behind --log-url.")
+    log_index: str = Field(
+        default=DEFAULT_LOG_INDEX,
+        description="Index name prefix: events go to daily indices <prefix>-YYYY.MM.DD (UTC).",
+    )
+    log_queries: bool = Field(
+        default=False, description="Store the query text in the log (off: only a hash of it)."
+    )
+    log_reasoning: bool = Field(
+        default=True,
+        description="Store an excerpt (up to 500 characters) of the model's reasoning per document; it can "
+        "paraphrase the query and the document.",
+    )
+    log_batch_size: int = Field(
+        default=50, ge=1, description="Rerank events written per bulk batch (each with its documents)."
+    )
+    log_flush_interval: float = Field(
+        default=2.0, gt=0, description="Seconds an event may wait for its batch to fill before it is written."
+    )
+    log_queue_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Rerank events waiting to be written; beyond that new events are dropped and counted.",
+    )
+    log_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Days a daily log index is kept (ISM on OpenSearch, ILM on Elasticsearch).",
+    )
+    log_username: str | None = Field(default=None, description="Basic-auth user for the log engine.")
+    log_password: SecretStr | None = Field(
+        default=None, description="Basic-auth password for the log engine."
+    )
+    log_api_key: SecretStr | None = Field(default=None, description="API key for the log engine.")
+    log_ca_certs: str | None = Field(default=None, description="CA bundle to verify the log engine's https.")
+    log_verify_certs: bool = Field(
+        default=True, description="Verify the log engine's https certificate (off only for test clusters)."
+    )
+    log_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds one bulk request to the log engine may take."
+    )
+
+    @field_validator("log_index")
+    @classmethod
+    def _index_prefix(cls, value: str) -> str:
+        if not _INDEX_PREFIX.match(value):
+            raise ValueError(
+                "log_index must be lower case letters, digits, '-', '_' or '.', starting with a letter or digit"
+            )
+        return value
+
+    @property
+    def log_enabled(self) -> bool:
+        return bool(self.log_url)
+
+    def log_connection(self) -> EngineConnection:
+        """How to reach the log engine; the same connection rules as every other engine-facing command."""
+        return EngineConnection(
+            engine=self.log_engine,
+            url=self.log_url,
+            username=self.log_username,
+            password=self.log_password,
+            api_key=self.log_api_key,
+            ca_certs=self.log_ca_certs,
+            verify_certs=self.log_verify_certs,
+            request_timeout=self.log_timeout,
+        )

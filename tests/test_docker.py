@@ -1,0 +1,285 @@
+"""docker/: what can be checked without a Docker engine. The compose files parse, describe every service
+the setup needs with health checks and start conditions, pin their images, reserve the GPU, and only use
+commands, options and environment variables that the retrosearch CLI and connector really read."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+
+from connector.rerank_log import RerankLogSettings
+from connector.settings import ENV_PREFIX, ConnectorSettings
+from retrostar_search.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+MODEL = "ljw13/retro-star-qwen3-14b-0928"
+# `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?message}`, `${NAME?message}`.
+_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+
+
+def load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((DOCKER / name).read_text())
+
+
+def resolve(value: Any) -> Any:
+    """A value as compose sees it with docker/.env unset: defaults taken, required values stubbed."""
+    if isinstance(value, str):
+        return _VARIABLE.sub(lambda m: m["arg"] if m["op"] in ("-", ":-") else "<set>", value)
+    if isinstance(value, list):
+        return [resolve(item) for item in value]
+    if isinstance(value, dict):
+        return {key: resolve(item) for key, item in value.items()}
+    return value
+
+
+@pytest.fixture(scope="module")
+def opensearch_stack() -> dict[str, Any]:
+    return load("compose.yml")["services"]
+
+
+@pytest.fixture(scope="module")
+def elastic_stack() -> dict[str, Any]:
+    return load("compose.elastic.yml")["services"]
+
+
+def service(stack: dict[str, Any], name: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A service with `extends` from compose.yml applied (mappings merged, as compose does)."""
+    spec = stack[name]
+    if "extends" not in spec:
+        return spec
+    assert spec["extends"]["file"] == "compose.yml"
+    parent = dict((base or load("compose.yml")["services"])[spec["extends"]["service"]])
+    merged = {**parent, **{key: value for key, value in spec.items() if key != "extends"}}
+    if "environment" in parent and "environment" in spec:
+        merged["environment"] = {**parent["environment"], **spec["environment"]}
+    return merged
+
+
+# ------------------------------------------------------------------------------------------------
+# Shape of the deployment
+# ------------------------------------------------------------------------------------------------
+
+
+def test_both_files_parse_and_name_the_services_setup_needs(opensearch_stack, elastic_stack) -> None:
+    assert set(opensearch_stack) == {
+        "opensearch",
+        "opensearch-dashboards",
+        "sglang",
+        "connector",
+        "setup",
+        "dashboards-import",
+    }
+    assert set(elastic_stack) == {
+        "elasticsearch",
+        "kibana-password",
+        "kibana",
+        "sglang",
+        "connector",
+        "setup",
+        "dashboards-import",
+    }
+
+
+@pytest.mark.parametrize(
+    ("file", "long_running"),
+    [
+        ("compose.yml", ["opensearch", "opensearch-dashboards", "sglang", "connector"]),
+        ("compose.elastic.yml", ["elasticsearch", "kibana", "sglang", "connector"]),
+    ],
+)
+def test_every_long_running_service_has_a_health_check(file: str, long_running: list[str]) -> None:
+    stack = load(file)["services"]
+    for name in long_running:
+        check = service(stack, name)["healthcheck"]
+        assert check["test"][0] in ("CMD", "CMD-SHELL") and check["retries"] > 0, name
+
+
+@pytest.mark.parametrize(
+    ("file", "engine"), [("compose.yml", "opensearch"), ("compose.elastic.yml", "elasticsearch")]
+)
+def test_setup_runs_once_after_engine_model_and_connector_are_healthy(file: str, engine: str) -> None:
+    setup = load(file)["services"]["setup"]
+    assert setup["restart"] == "no"
+    assert setup["command"][:2] == ["setup", engine]
+    assert {name: dep["condition"] for name, dep in setup["depends_on"].items()} == {
+        engine: "service_healthy",
+        "sglang": "service_healthy",
+        "connector": "service_healthy",
+    }
+
+
+def test_dashboards_are_imported_once_the_app_is_healthy(opensearch_stack, elastic_stack) -> None:
+    for stack, app_service, target in (
+        (opensearch_stack, "opensearch-dashboards", "opensearch-dashboards"),
+        (elastic_stack, "kibana", "kibana"),
+    ):
+        job = stack["dashboards-import"]
+        assert job["depends_on"] == {app_service: {"condition": "service_healthy"}}
+        assert job["command"][:2] == ["dashboards", "import"]
+        assert job["command"][job["command"].index("--target") + 1] == target
+
+
+def test_sglang_serves_retrostar_on_the_gpu(opensearch_stack) -> None:
+    sglang = resolve(opensearch_stack["sglang"])
+    command = sglang["command"]
+    assert command[:3] == ["python3", "-m", "sglang.launch_server"]
+    assert command[command.index("--model-path") + 1] == MODEL
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert command[command.index("--port") + 1] == "30000"
+    assert command[command.index("--tp") + 1] == "1"
+    assert "${TP_SIZE:-1}" in opensearch_stack["sglang"]["command"]  # tensor parallelism is a variable
+    (device,) = sglang["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    assert "localhost:30000/health" in " ".join(sglang["healthcheck"]["test"])
+    assert "hf-cache:/root/.cache/huggingface" in sglang["volumes"]
+    assert "ports" not in sglang  # no authentication: never published
+
+
+def test_opensearch_is_the_secured_full_distribution_with_ml_commons_settings(opensearch_stack) -> None:
+    node = opensearch_stack["opensearch"]
+    environment = node["environment"]
+    assert node["image"].startswith("opensearchproject/opensearch:2.19.")
+    assert "OPENSEARCH_INITIAL_ADMIN_PASSWORD" in environment
+    assert not {"DISABLE_SECURITY_PLUGIN", "plugins.security.disabled"} & set(environment)
+    assert environment["plugins.ml_commons.only_run_on_ml_node"] == "false"
+    assert environment["plugins.ml_commons.connector.private_ip_enabled"] == "true"
+    dashboards = opensearch_stack["opensearch-dashboards"]
+    assert dashboards["image"].split(":")[1] == node["image"].split(":")[1]  # same version
+
+
+def test_elastic_variant_logs_to_elasticsearch_and_reuses_the_gpu_services(elastic_stack) -> None:
+    assert elastic_stack["sglang"]["extends"] == {"file": "compose.yml", "service": "sglang"}
+    connector = service(elastic_stack, "connector")
+    assert connector["environment"]["RETROSEARCH_LOG_URL"] == "http://elasticsearch:9200"
+    assert connector["environment"]["RETROSEARCH_LOG_ENGINE"] == "elasticsearch"
+    versions = {elastic_stack[name]["image"].split(":")[1] for name in ("elasticsearch", "kibana")}
+    assert len(versions) == 1
+    assert elastic_stack["elasticsearch"]["environment"]["xpack.license.self_generated.type"] == "trial"
+
+
+# ------------------------------------------------------------------------------------------------
+# Images
+# ------------------------------------------------------------------------------------------------
+
+
+def _all_images() -> list[tuple[str, str]]:
+    images = []
+    for file in ("compose.yml", "compose.elastic.yml"):
+        for name, spec in load(file)["services"].items():
+            if "image" in spec:
+                images.append((f"{file}:{name}", resolve(spec["image"])))
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    images += [
+        ("Dockerfile", line.split()[1]) for line in dockerfile.splitlines() if line.startswith("FROM ")
+    ]
+    return images
+
+
+@pytest.mark.parametrize(("where", "image"), _all_images())
+def test_every_image_tag_is_pinned(where: str, image: str) -> None:
+    repository, _, tag = image.rpartition(":")
+    assert repository and "/" not in tag, f"{where}: {image} has no tag"
+    assert tag != "latest" and re.search(r"\d+\.\d+", tag), f"{where}: {image} is not pinned to a version"
+
+
+def test_the_built_image_is_tagged_with_the_package_version(opensearch_stack) -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for name in ("connector", "setup", "dashboards-import"):
+        assert opensearch_stack[name]["image"] == f"retrostar-search:{version}"
+        assert opensearch_stack[name]["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}
+
+
+# ------------------------------------------------------------------------------------------------
+# The Dockerfile installs the package the way a user does
+# ------------------------------------------------------------------------------------------------
+
+
+def test_dockerfile_pip_installs_the_checkout_with_everything_the_build_needs() -> None:
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert re.search(r"^RUN pip install \.$", dockerfile, re.MULTILINE)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {
+        pattern.rstrip("*") for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    }
+    copied = {
+        part.rstrip("/").removeprefix("./")
+        for line in dockerfile.splitlines()
+        if line.startswith("COPY ")
+        for part in line.split()[1:-1]
+    }
+    assert packages | {"pyproject.toml", pyproject["project"]["readme"]} <= copied
+    allowed = {
+        line[1:]
+        for line in (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    assert copied <= allowed
+
+
+def test_readme_installs_the_package_the_same_way() -> None:
+    readme = ROOT / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md is not written yet")
+    installs = re.findall(r"pip install\s+(?:-e\s+)?['\"]?(\.(?:\[[\w,-]+\])?)['\"]?", readme.read_text())
+    assert installs, "README.md has no `pip install .` of the checkout"
+
+
+# ------------------------------------------------------------------------------------------------
+# Commands and environment variables the services use exist in the CLI and the connector settings
+# ------------------------------------------------------------------------------------------------
+
+
+def _command(args: list[str]) -> tuple[Any, list[str]]:
+    """The (click) command `retrosearch <args>` runs, and the arguments left for it."""
+    command = typer.main.get_command(app)
+    remaining = list(args)
+    while hasattr(command, "commands"):  # a command group: descend by name
+        assert remaining and remaining[0] in command.commands, f"no command {remaining[:1]}"
+        command, remaining = command.commands[remaining[0]], remaining[1:]
+    return command, remaining
+
+
+def _environment_options(command: Any) -> set[str]:
+    names: set[str] = set()
+    for param in command.params:
+        envvar = getattr(param, "envvar", None)
+        names.update([envvar] if isinstance(envvar, str) else envvar or [])
+    return names
+
+
+@pytest.mark.parametrize("file", ["compose.yml", "compose.elastic.yml"])
+@pytest.mark.parametrize("job", ["connector", "setup", "dashboards-import"])
+def test_service_commands_parse_with_the_real_cli(file: str, job: str) -> None:
+    spec = resolve(service(load(file)["services"], job))
+    command, remaining = _command(spec["command"])
+    # Parsing (not running) checks every option exists and takes the value given; the environment
+    # stands in for the secrets compose passes.
+    environment = {name: str(value) for name, value in spec.get("environment", {}).items()}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        command.make_context(command.name, remaining, resilient_parsing=False)
+
+
+@pytest.mark.parametrize("file", ["compose.yml", "compose.elastic.yml"])
+def test_connector_environment_names_are_connector_settings(file: str) -> None:
+    # The rerank-log settings are defined to be embedded in ConnectorSettings (same RETROSEARCH_ prefix).
+    fields = set(ConnectorSettings.model_fields) | set(RerankLogSettings.model_fields)
+    environment = service(load(file)["services"], "connector")["environment"]
+    for name in environment:
+        assert name.startswith(ENV_PREFIX) and name.removeprefix(ENV_PREFIX).lower() in fields, name
+
+
+@pytest.mark.parametrize("file", ["compose.yml", "compose.elastic.yml"])
+@pytest.mark.parametrize("job", ["setup", "dashboards-import"])
+def test_job_environment_names_are_read_by_their_command(file: str, job: str) -> None:
+    spec = load(file)["services"][job]
+    command, _ = _command(resolve(spec["command"]))
+    assert set(spec["environment"]) <= _environment_options(command), job
