@@ -1,0 +1,144 @@
+"""The rerank leg of an evaluation: how the first-stage candidates of one query get reordered.
+
+Two paths, both scoring the same document text (``document_text``: title and text, as OpenSearch's rerank
+processor builds it):
+
+- ``InProcessLeg``: the core Reranker in this process, with a persistent score cache. It honours the
+  evaluation's own cascade and task, has no deadline (an evaluation waits for every score), and counts
+  the pairs it sends to the model exactly. The default.
+- ``ConnectorLeg``: a running connector, client-side, exactly as `retrosearch search` reranks. The task
+  goes with each request; the cascade and the cache are the connector's own settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from connector.factory import build_backend, build_cache, build_reranker
+from connector.settings import ConnectorSettings
+from retrostar_search.backends.base import BackendError
+from retrostar_search.engines.search import DEFAULT_FIELDS, ConnectorClient, Hit, document_text
+from retrostar_search.reranker import Reranker
+from retrostar_search.scoring import Cascade
+from retrostar_search.tasks import TaskDefinition
+
+# Above the connector's own deadline (25 s by default): past it the connector answers what it knows.
+CONNECTOR_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class RerankOutcome:
+    # The candidates' ids, best first.
+    ranking: list[str]
+    # True when some candidate went unscored (backend failure): its place is a first-stage guess.
+    degraded: bool
+    # Pairs sent to the model and pairs served from the cache; None where the path does not report them.
+    pairs_scored: int | None = None
+    cache_hits: int | None = None
+
+
+class RerankLeg(Protocol):
+    async def rerank(self, query: str, candidates: Sequence[Hit]) -> RerankOutcome: ...
+
+    def describe(self) -> dict[str, Any]:
+        """What produced the reranked figures, for the summary."""
+        ...
+
+
+class InProcessLeg:
+    def __init__(
+        self,
+        reranker: Reranker,
+        task: TaskDefinition,
+        cascade: Cascade,
+        fields: Sequence[str] = DEFAULT_FIELDS,
+    ) -> None:
+        self.reranker = reranker
+        self.task = task
+        self.cascade = cascade
+        self.fields = fields
+
+    async def rerank(self, query: str, candidates: Sequence[Hit]) -> RerankOutcome:
+        if not candidates:
+            return RerankOutcome(ranking=[], degraded=False, pairs_scored=0, cache_hits=0)
+        texts = [document_text(hit.source, self.fields) for hit in candidates]
+        result = await self.reranker.rerank(query, texts, task=self.task, cascade=self.cascade)
+        return RerankOutcome(
+            ranking=[candidates[scored.index].id for scored in result.ranking],
+            degraded=result.degraded,
+            pairs_scored=result.pairs_scored,
+            cache_hits=result.cache_hits,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        backend = self.reranker.backend
+        return {
+            "path": "in-process",
+            "backend": backend.kind,
+            "model": backend.model,
+            "task": self.task.name,
+            "cascade": str(self.cascade),
+        }
+
+
+class ConnectorLeg:
+    def __init__(
+        self,
+        client: ConnectorClient,
+        task: str | Mapping[str, Any] | None = None,
+        fields: Sequence[str] = DEFAULT_FIELDS,
+    ) -> None:
+        self.client = client
+        self.task = task
+        self.fields = fields
+
+    async def rerank(self, query: str, candidates: Sequence[Hit]) -> RerankOutcome:
+        if not candidates:
+            return RerankOutcome(ranking=[], degraded=False)
+        texts = [document_text(hit.source, self.fields) for hit in candidates]
+        # The client is synchronous (and shareable between threads); a thread keeps the queries concurrent.
+        scores = await asyncio.to_thread(self.client.rerank, query, texts, False, self.task)
+        return RerankOutcome(
+            ranking=[candidates[score.index].id for score in scores],
+            degraded=not all(score.scored for score in scores),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "path": "connector",
+            "connector_url": self.client.base_url,
+            "task": self.task or "server default",
+        }
+
+
+@asynccontextmanager
+async def open_in_process_leg(
+    settings: ConnectorSettings, task: TaskDefinition, cascade: Cascade
+) -> AsyncIterator[InProcessLeg]:
+    """The reranker `retrosearch serve` would build from ``settings`` (backend, cache, sampling,
+    truncation), with the evaluation's task and cascade. Fails at once when the backend does not answer,
+    rather than after every query has come back unscored."""
+    backend = build_backend(settings)
+    score_cache = build_cache(settings)
+    try:
+        if not await backend.ready():
+            raise BackendError(f"the {backend.kind} backend at {settings.backend_url} is not ready")
+        yield InProcessLeg(build_reranker(settings, backend, score_cache), task, cascade)
+    finally:
+        await backend.aclose()
+        if score_cache is not None:
+            score_cache.close()
+
+
+@asynccontextmanager
+async def open_connector_leg(
+    url: str, api_key: str | None, task: TaskDefinition
+) -> AsyncIterator[ConnectorLeg]:
+    # A preset travels by name; the generic task is the connector's own default, so nothing is sent.
+    task_name = None if task.name == "default" else task.name
+    with ConnectorClient(url, api_key=api_key, timeout=CONNECTOR_TIMEOUT_S) as client:
+        yield ConnectorLeg(client, task_name)
