@@ -45,6 +45,14 @@ class Rejected:
     def location(self) -> str:
         return self.source if self.line is None else f"{self.source}:{self.line}"
 
+    @classmethod
+    def document(cls, doc: Document, reason: str) -> Rejected:
+        """A document that was read fine but cannot be indexed (empty, too big, refused by the engine)."""
+        label = f"id={doc.id} " if doc.id is not None else ""
+        return cls(
+            doc.source, doc.line, reason, excerpt(f"{label}title={doc.title[:100]!r} text={doc.text[:200]!r}")
+        )
+
 
 def excerpt(raw: str | bytes) -> str:
     """The start of a raw record, decoded leniently so that undecodable bytes still show as escapes."""

@@ -1,0 +1,89 @@
+"""The few engine calls indexing needs, the same for OpenSearch and Elasticsearch.
+
+The two official clients agree on the bulk helpers but differ in small ways (``body=`` against
+``settings=``/``mappings=``, plain dicts against response objects, exception classes); this is the one
+place that knows, so the indexing code has a single path parametrised by the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from retrostar_search.engines.connection import Engine, EngineConnection
+
+# Statuses worth another try after a pause: overload (429) and gateways or nodes briefly unavailable.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+
+class EngineOps:
+    """A client and which engine it talks to; every engine call indexing makes goes through here."""
+
+    def __init__(self, client: Any, engine: Engine) -> None:
+        self.client = client
+        self.engine = engine
+        if engine is Engine.OPENSEARCH:
+            import opensearchpy
+            from opensearchpy import helpers
+
+            self._helpers = helpers
+            self._http_error: type[Exception] = opensearchpy.TransportError
+            self._connection_errors: tuple[type[Exception], ...] = (opensearchpy.ConnectionError,)
+            self._tls_errors: tuple[type[Exception], ...] = (opensearchpy.SSLError,)
+            # Every error the client raises: what a command reports as a message instead of a traceback.
+            self.errors: tuple[type[Exception], ...] = (opensearchpy.OpenSearchException,)
+        else:
+            import elasticsearch
+            from elasticsearch import helpers
+
+            self._helpers = helpers
+            self._http_error = elasticsearch.ApiError
+            self._connection_errors = (elasticsearch.ConnectionError, elasticsearch.ConnectionTimeout)
+            self._tls_errors = (elasticsearch.SSLError,)
+            self.errors = (elasticsearch.ApiError, elasticsearch.TransportError)
+
+    @classmethod
+    def connect(cls, connection: EngineConnection) -> EngineOps:
+        return cls(connection.client(), connection.engine)
+
+    def is_transient(self, error: BaseException) -> bool:
+        """True for failures that may pass on their own: overload, timeouts, a node restarting."""
+        if isinstance(error, self._tls_errors):
+            return False  # a certificate problem will not fix itself between retries
+        if isinstance(error, self._connection_errors):
+            return True
+        return isinstance(error, self._http_error) and getattr(error, "status_code", None) in RETRY_STATUSES
+
+    def streaming_bulk(self, actions: Iterable[dict[str, Any]], **kwargs: Any) -> Iterator[tuple[bool, Any]]:
+        return self._helpers.streaming_bulk(self.client, actions, **kwargs)
+
+    def exists(self, index: str) -> bool:
+        return bool(self.client.indices.exists(index=index))
+
+    def create(self, index: str, body: dict[str, Any]) -> None:
+        if self.engine is Engine.OPENSEARCH:
+            self.client.indices.create(index=index, body=body)
+        else:
+            self.client.indices.create(index=index, settings=body["settings"], mappings=body["mappings"])
+
+    def delete(self, index: str) -> None:
+        self.client.indices.delete(index=index)
+
+    def mapping(self, index: str) -> dict[str, Any]:
+        """The mapping of ``index`` (an alias resolves to the one index behind it)."""
+        response = _as_dict(self.client.indices.get_mapping(index=index))
+        mappings = [entry.get("mappings", {}) for entry in response.values()]
+        if len(mappings) != 1:
+            raise ValueError(f"{index} resolves to {len(mappings)} indices; name one index")
+        return mappings[0]
+
+    def refresh(self, index: str) -> None:
+        self.client.indices.refresh(index=index)
+
+    def count(self, index: str) -> int:
+        return int(_as_dict(self.client.count(index=index))["count"])
+
+
+def _as_dict(response: Any) -> dict[str, Any]:
+    # Elasticsearch answers with an ObjectApiResponse; its `.body` is the plain dict OpenSearch returns.
+    return response.body if hasattr(response, "body") else response

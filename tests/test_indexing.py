@@ -1,0 +1,498 @@
+"""`retrosearch index` against the real local OpenSearch and Elasticsearch nodes (tests/conftest.py).
+
+Each test writes into an index of its own, deleted afterwards. The Elasticsearch test node is built
+without the analysis-common module, so it has no `english` analyzer: its tests use `standard`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from index_tools.bulk import BulkOptions
+from index_tools.engine import EngineOps
+from index_tools.mapping import IncompatibleIndexError, index_body, mapping_problems
+from index_tools.readers import open_corpus
+from index_tools.run import ExitCode, IndexSettings, index_corpus
+from retrostar_search.cli import app
+from retrostar_search.engines.connection import Engine
+
+DATA = Path(__file__).parent / "data" / "indexing"
+SMALL = DATA / "small.jsonl"
+WITH_BAD_LINES = DATA / "with-bad-lines.jsonl"
+CRANFIELD = Path(__file__).resolve().parents[2] / "shared" / "data" / "cranfield"
+
+
+def new_index_name() -> str:
+    return f"test-indexing-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def os_index(opensearch_client: Any) -> Iterator[str]:
+    name = new_index_name()
+    yield name
+    opensearch_client.indices.delete(index=name, ignore=404)
+
+
+@pytest.fixture
+def es_index(elasticsearch_client: Any) -> Iterator[str]:
+    name = new_index_name()
+    yield name
+    elasticsearch_client.options(ignore_status=404).indices.delete(index=name)
+
+
+@pytest.fixture
+def os_ops(opensearch_client: Any) -> EngineOps:
+    return EngineOps(opensearch_client, Engine.OPENSEARCH)
+
+
+@pytest.fixture
+def es_ops(elasticsearch_client: Any) -> EngineOps:
+    return EngineOps(elasticsearch_client, Engine.ELASTICSEARCH)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., Result]:
+    """Runs `retrosearch index ...` with a rejects file in tmp_path and a wide console (no wrapping)."""
+
+    def invoke(*args: str) -> Result:
+        argv = ["index", *args]
+        if "--rejects" not in args:
+            argv += ["--rejects", str(tmp_path / "rejects.jsonl")]
+        return CliRunner().invoke(app, argv, env={"COLUMNS": "250"})
+
+    return invoke
+
+
+def rejects_in(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "rejects.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def source(client: Any, index: str, doc_id: str) -> dict[str, Any]:
+    response = client.get(index=index, id=doc_id)
+    return dict(response["_source"])
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+# --- Mapping (no engine) ---------------------------------------------------------------------------------
+
+
+def test_our_own_mapping_is_compatible_and_analyzer_changes_are_not() -> None:
+    assert mapping_problems(index_body("english")["mappings"], "english") == []
+    assert mapping_problems(index_body("standard")["mappings"], "english") == [
+        "field 'title' has analyzer 'standard', this run uses 'english'",
+        "field 'text' has analyzer 'standard', this run uses 'english'",
+    ]
+    searched_differently = index_body("english")["mappings"]
+    searched_differently["properties"]["text"]["search_analyzer"] = "standard"
+    assert mapping_problems(searched_differently, "english") == [
+        "field 'text' has search_analyzer 'standard', this run uses 'english'"
+    ]
+    dynamic_text = {
+        "properties": {"id": {"type": "text"}, "title": {"type": "keyword"}, "text": {"type": "text"}}
+    }
+    assert mapping_problems(dynamic_text, "standard") == [
+        "field 'id' is 'text', expected 'keyword'",
+        "field 'title' is 'keyword', expected an analysed 'text' field",
+    ]
+
+
+# --- OpenSearch ------------------------------------------------------------------------------------------
+
+
+def test_jsonl_is_indexed_with_the_bm25_mapping_and_counted(
+    cli: Callable[..., Result], opensearch_url: str, opensearch_client: Any, os_index: str, tmp_path: Path
+) -> None:
+    result = cli(str(SMALL), "--index", os_index, "--url", opensearch_url)
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "count check: the index holds 10 documents (0 before + 10 created) OK" in result.output
+    assert not (tmp_path / "rejects.jsonl").exists()
+    assert opensearch_client.count(index=os_index)["count"] == 10
+    assert source(opensearch_client, os_index, "doc-06") == {
+        "id": "doc-06",
+        "title": "Binary search",
+        "text": "Halve a sorted array at each step to find a value in logarithmic time.",
+        "metadata": {"topic": "algorithms"},
+    }
+    properties = opensearch_client.indices.get_mapping(index=os_index)[os_index]["mappings"]["properties"]
+    assert properties["text"] == {"type": "text", "analyzer": "english"}
+    assert properties["id"] == {"type": "keyword"}
+    # English analysis: "computes" finds "computed" through stemming.
+    hits = opensearch_client.search(index=os_index, body={"query": {"match": {"text": "computes"}}})["hits"][
+        "hits"
+    ]
+    assert [hit["_id"] for hit in hits] == ["doc-05"]
+
+
+def test_a_rerun_creates_nothing_new(os_ops: EngineOps, os_index: str, tmp_path: Path) -> None:
+    settings = IndexSettings(index=os_index, rejects_path=tmp_path / "rejects.jsonl")
+    first = index_corpus(os_ops, open_corpus(SMALL), settings)
+    second = index_corpus(os_ops, open_corpus(SMALL), settings)
+    assert (first.created, first.updated, first.count_after) == (10, 0, 10)
+    assert (second.created, second.updated, second.count_before, second.count_after) == (0, 10, 10, 10)
+    assert second.count_ok and second.exit_code == ExitCode.OK
+
+
+@pytest.mark.skipif(not CRANFIELD.is_dir(), reason="shared/data is not beside the repository")
+def test_beir_cranfield_folder_rejects_its_two_empty_documents_and_indexes_the_rest(
+    cli: Callable[..., Result], opensearch_url: str, opensearch_client: Any, os_index: str, tmp_path: Path
+) -> None:
+    result = cli(
+        str(CRANFIELD), "--format", "beir", "--index", os_index, "--url", opensearch_url, "--threads", "2"
+    )
+    assert result.exit_code == ExitCode.REJECTED, result.output
+    assert opensearch_client.count(index=os_index)["count"] == 1398
+    assert [(r["line"], r["reason"]) for r in rejects_in(tmp_path)] == [
+        (471, "empty document: no title and no text"),
+        (995, "empty document: no title and no text"),
+    ]
+    assert "corpus.jsonl:471: empty document" in result.output
+    title = "experimental investigation of the aerodynamics of a wing in a slipstream"
+    query = {"query": {"multi_match": {"query": title, "fields": ["title", "text"]}}}
+    hits = opensearch_client.search(index=os_index, body=query)["hits"]["hits"]
+    assert hits[0]["_id"] == "1"
+
+
+def test_bad_records_are_rejected_with_their_lines_and_the_rest_indexed(
+    cli: Callable[..., Result], opensearch_url: str, opensearch_client: Any, os_index: str, tmp_path: Path
+) -> None:
+    result = cli(str(WITH_BAD_LINES), "--index", os_index, "--url", opensearch_url)
+    assert result.exit_code == ExitCode.REJECTED, result.output
+    assert opensearch_client.count(index=os_index)["count"] == 10
+    rejects = rejects_in(tmp_path)
+    assert [(Path(r["file"]).name, r["line"]) for r in rejects] == [
+        ("with-bad-lines.jsonl", n) for n in (3, 5, 7)
+    ]
+    assert rejects[0]["reason"].startswith("invalid JSON")
+    assert rejects[1]["reason"].startswith("invalid UTF-8")
+    assert rejects[2]["reason"] == "empty document: no title and no text"
+    assert "3 record(s) rejected" in result.output
+
+
+def test_max_errors_stops_the_run_early(
+    cli: Callable[..., Result], opensearch_url: str, opensearch_client: Any, os_index: str, tmp_path: Path
+) -> None:
+    result = cli(str(WITH_BAD_LINES), "--index", os_index, "--url", opensearch_url, "--max-errors", "0")
+    assert result.exit_code == ExitCode.REJECTED, result.output
+    assert "stopped early" in result.output
+    # Lines 1-2 were read before the bad line 3; nothing after it.
+    assert opensearch_client.count(index=os_index)["count"] == 2
+    assert [r["line"] for r in rejects_in(tmp_path)] == [3]
+
+
+def test_duplicate_ids_keep_the_last_version_across_parallel_chunks(
+    os_ops: EngineOps, opensearch_client: Any, os_index: str, tmp_path: Path
+) -> None:
+    rows = [{"id": f"d{n}", "text": f"version one of {n}"} for n in range(40)]
+    rows += [{"id": "d3", "text": "the last d3"}, {"id": "d39", "text": "the last d39"}]
+    corpus = open_corpus(write_jsonl(tmp_path / "dups.jsonl", rows))
+    settings = IndexSettings(
+        index=os_index, rejects_path=tmp_path / "r.jsonl", bulk=BulkOptions(chunk_size=3, threads=4)
+    )
+    report = index_corpus(os_ops, corpus, settings)
+    assert (report.created, report.updated, report.duplicates, report.count_after) == (40, 2, 2, 40)
+    assert report.exit_code == ExitCode.OK
+    assert source(opensearch_client, os_index, "d3")["text"] == "the last d3"
+    assert source(opensearch_client, os_index, "d39")["text"] == "the last d39"
+
+
+def test_documents_without_ids_get_stable_content_ids(
+    cli: Callable[..., Result], opensearch_url: str, opensearch_client: Any, os_index: str, tmp_path: Path
+) -> None:
+    corpus = write_jsonl(tmp_path / "no-ids.jsonl", [{"text": "alpha"}, {"text": "beta"}, {"text": "alpha"}])
+    first = cli(str(corpus), "--index", os_index, "--url", opensearch_url)
+    again = cli(str(corpus), "--index", os_index, "--url", opensearch_url)
+    assert first.exit_code == again.exit_code == ExitCode.OK, first.output + again.output
+    assert "(0 before + 2 created) OK" in first.output  # identical content: one document
+    assert "(2 before + 0 created) OK" in again.output
+    assert opensearch_client.count(index=os_index)["count"] == 2
+
+
+def test_huge_documents_are_rejected_or_truncated(
+    cli: Callable[..., Result], opensearch_url: str, opensearch_client: Any, os_index: str, tmp_path: Path
+) -> None:
+    corpus = write_jsonl(
+        tmp_path / "huge.jsonl", [{"id": "small", "text": "tiny"}, {"id": "big", "text": "word " * 1000}]
+    )
+    rejected = cli(str(corpus), "--index", os_index, "--url", opensearch_url, "--max-doc-bytes", "1000")
+    assert rejected.exit_code == ExitCode.REJECTED
+    assert rejects_in(tmp_path)[0]["reason"] == "document is 5000 bytes, over --max-doc-bytes 1000"
+    assert opensearch_client.count(index=os_index)["count"] == 1
+    truncated = cli(
+        str(corpus),
+        "--index",
+        os_index,
+        "--url",
+        opensearch_url,
+        "--max-doc-bytes",
+        "1000",
+        "--truncate-huge",
+    )
+    assert truncated.exit_code == ExitCode.OK, truncated.output
+    assert len(source(opensearch_client, os_index, "big")["text"]) == 1000
+
+
+def test_an_incompatible_existing_index_is_refused_unless_forced_or_recreated(
+    cli: Callable[..., Result], opensearch_url: str, opensearch_client: Any, os_index: str
+) -> None:
+    opensearch_client.indices.create(index=os_index, body=index_body(analyzer="standard"))
+    refused = cli(str(SMALL), "--index", os_index, "--url", opensearch_url)
+    assert refused.exit_code == ExitCode.FAILED
+    assert "exists with an incompatible mapping" in refused.output
+    assert "field 'text' has analyzer 'standard', this run uses 'english'" in refused.output
+    assert opensearch_client.count(index=os_index)["count"] == 0
+
+    forced = cli(str(SMALL), "--index", os_index, "--url", opensearch_url, "--force")
+    assert forced.exit_code == ExitCode.OK, forced.output
+    assert "mapping problem ignored (--force)" in forced.output
+
+    recreated = cli(str(SMALL), "--index", os_index, "--url", opensearch_url, "--recreate")
+    assert recreated.exit_code == ExitCode.OK, recreated.output
+    assert "(0 before + 10 created) OK" in recreated.output
+    mapping = opensearch_client.indices.get_mapping(index=os_index)[os_index]["mappings"]
+    assert mapping["properties"]["text"]["analyzer"] == "english"
+
+
+def test_engine_side_rejections_go_to_the_rejects_file(
+    os_ops: EngineOps, opensearch_client: Any, os_index: str, tmp_path: Path
+) -> None:
+    body = index_body()
+    body["mappings"]["properties"]["metadata"]["properties"] = {"year": {"type": "integer"}}
+    opensearch_client.indices.create(index=os_index, body=body)
+    corpus = write_jsonl(
+        tmp_path / "years.jsonl",
+        [
+            {"id": "a", "text": "x", "year": 2001},
+            {"id": "b", "text": "y", "year": "last spring"},
+            {"id": "c", "text": "z"},
+        ],
+    )
+    settings = IndexSettings(index=os_index, rejects_path=tmp_path / "rejects.jsonl")
+    report = index_corpus(os_ops, open_corpus(corpus), settings)
+    assert (report.created, report.rejected, report.count_after) == (2, 1, 2)
+    assert report.exit_code == ExitCode.REJECTED
+    [rejected] = rejects_in(tmp_path)
+    assert (rejected["file"], rejected["line"]) == (str(corpus), 2)
+    assert rejected["reason"].startswith("engine refused the document (status 400): mapper_parsing_exception")
+
+
+def test_429_answers_are_retried_with_backoff_until_accepted(
+    os_ops: EngineOps, opensearch_client: Any, os_index: str, tmp_path: Path
+) -> None:
+    opensearch_client.indices.create(index=os_index, body=index_body())
+    # The flood-stage block makes every write answer 429, the engine's own "too many requests".
+    opensearch_client.indices.put_settings(index=os_index, body={"index.blocks.read_only_allow_delete": True})
+    unblock = threading.Timer(
+        1.5,
+        lambda: opensearch_client.indices.put_settings(
+            index=os_index, body={"index.blocks.read_only_allow_delete": None}
+        ),
+    )
+    settings = IndexSettings(
+        index=os_index,
+        rejects_path=tmp_path / "rejects.jsonl",
+        bulk=BulkOptions(chunk_size=4, threads=2, initial_backoff=0.2, max_backoff=1.0, max_retries=20),
+    )
+    started = time.monotonic()
+    unblock.start()
+    try:
+        report = index_corpus(os_ops, open_corpus(SMALL), settings)
+    finally:
+        unblock.cancel()
+    assert time.monotonic() - started >= 1.5
+    assert report.retries > 0
+    assert (report.created, report.rejected, report.count_after) == (10, 0, 10)
+
+
+def test_an_unknown_analyzer_fails_with_a_clear_message(
+    cli: Callable[..., Result], opensearch_url: str, os_index: str
+) -> None:
+    result = cli(str(SMALL), "--index", os_index, "--url", opensearch_url, "--analyzer", "no_such_analyzer")
+    assert result.exit_code == ExitCode.FAILED
+    assert "analyzer [no_such_analyzer]" in result.output
+    assert "choose another with --analyzer" in result.output
+
+
+def test_secrets_never_reach_the_output(
+    cli: Callable[..., Result], opensearch_url: str, os_index: str
+) -> None:
+    # The local node runs without security: basic auth is sent and ignored.
+    ok = cli(
+        str(SMALL), "--index", os_index, "--url", opensearch_url, "--username", "u", "--password", "pw-7f3a9c"
+    )
+    assert ok.exit_code == ExitCode.OK, ok.output
+    assert "pw-7f3a9c" not in ok.output
+    unreachable = cli(
+        str(SMALL), "--index", os_index, "--url", "http://u:pw-7f3a9c@127.0.0.1:9", "--max-retries", "0"
+    )
+    assert unreachable.exit_code == ExitCode.FAILED
+    assert "error:" in unreachable.output
+    assert "pw-7f3a9c" not in unreachable.output
+
+
+def test_files_folder_and_python_api_on_opensearch(
+    os_ops: EngineOps, opensearch_client: Any, os_index: str, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "a.md").write_text("# Alpha notes\n\nretrieval with BM25\n")
+    (notes / "sub" / "b.html").write_text("<h2>Beta</h2><p>reranking with Retro*</p>")
+    report = index_corpus(
+        os_ops, open_corpus(notes), IndexSettings(index=os_index, rejects_path=tmp_path / "r.jsonl")
+    )
+    assert (report.created, report.exit_code) == (2, ExitCode.OK)
+    assert source(opensearch_client, os_index, "sub/b.html")["title"] == "Beta"
+
+
+# --- Elasticsearch ---------------------------------------------------------------------------------------
+
+
+def test_elasticsearch_indexes_counts_and_reruns_through_the_same_cli(
+    cli: Callable[..., Result],
+    elasticsearch_url: str,
+    elasticsearch_client: Any,
+    es_index: str,
+    tmp_path: Path,
+) -> None:
+    args = [
+        "--index",
+        es_index,
+        "--engine",
+        "elasticsearch",
+        "--url",
+        elasticsearch_url,
+        "--analyzer",
+        "standard",
+    ]
+    first = cli(str(SMALL), *args)
+    assert first.exit_code == ExitCode.OK, first.output
+    assert "(0 before + 10 created) OK" in first.output
+    again = cli(str(SMALL), *args)
+    assert again.exit_code == ExitCode.OK, again.output
+    assert "(10 before + 0 created) OK" in again.output
+    assert elasticsearch_client.count(index=es_index)["count"] == 10
+    assert source(elasticsearch_client, es_index, "doc-01")["metadata"] == {"topic": "biology"}
+    properties = elasticsearch_client.indices.get_mapping(index=es_index)[es_index]["mappings"]["properties"]
+    assert properties["title"] == {"type": "text", "analyzer": "standard"}
+
+
+def test_elasticsearch_bad_records_and_incompatible_mapping(
+    cli: Callable[..., Result],
+    elasticsearch_url: str,
+    elasticsearch_client: Any,
+    es_index: str,
+    tmp_path: Path,
+) -> None:
+    args = [
+        "--index",
+        es_index,
+        "--engine",
+        "elasticsearch",
+        "--url",
+        elasticsearch_url,
+        "--analyzer",
+        "standard",
+    ]
+    result = cli(str(WITH_BAD_LINES), *args)
+    assert result.exit_code == ExitCode.REJECTED, result.output
+    assert [r["line"] for r in rejects_in(tmp_path)] == [3, 5, 7]
+    assert elasticsearch_client.count(index=es_index)["count"] == 10
+    refused = cli(str(SMALL), *args[:-1], "simple")
+    assert refused.exit_code == ExitCode.FAILED
+    assert "field 'text' has analyzer 'standard', this run uses 'simple'" in refused.output
+
+
+def test_elasticsearch_duplicates_retries_and_engine_rejections(
+    es_ops: EngineOps, elasticsearch_client: Any, es_index: str, tmp_path: Path
+) -> None:
+    body = index_body(analyzer="standard")
+    body["mappings"]["properties"]["metadata"]["properties"] = {"year": {"type": "integer"}}
+    elasticsearch_client.indices.create(index=es_index, settings=body["settings"], mappings=body["mappings"])
+    elasticsearch_client.indices.put_settings(
+        index=es_index, settings={"index.blocks.read_only_allow_delete": True}
+    )
+    unblock = threading.Timer(
+        1.0,
+        lambda: elasticsearch_client.indices.put_settings(
+            index=es_index, settings={"index.blocks.read_only_allow_delete": None}
+        ),
+    )
+    rows = [{"id": f"d{n}", "text": f"first {n}", "year": 2000 + n} for n in range(12)]
+    rows += [{"id": "d0", "text": "last d0"}, {"id": "bad", "text": "x", "year": "not a year"}]
+    settings = IndexSettings(
+        index=es_index,
+        analyzer="standard",
+        rejects_path=tmp_path / "rejects.jsonl",
+        bulk=BulkOptions(chunk_size=5, threads=2, initial_backoff=0.2, max_backoff=1.0, max_retries=20),
+    )
+    unblock.start()
+    try:
+        report = index_corpus(es_ops, open_corpus(write_jsonl(tmp_path / "c.jsonl", rows)), settings)
+    finally:
+        unblock.cancel()
+    assert report.retries > 0
+    assert (report.created, report.updated, report.duplicates, report.rejected) == (12, 1, 1, 1)
+    assert report.count_after == 12 and report.count_ok
+    assert source(elasticsearch_client, es_index, "d0")["text"] == "last d0"
+    [rejected] = rejects_in(tmp_path)
+    assert rejected["line"] == 14
+    assert rejected["reason"].startswith(
+        "engine refused the document (status 400): document_parsing_exception"
+    )
+
+
+def test_elasticsearch_refuses_to_write_into_an_incompatible_index_via_the_api(
+    es_ops: EngineOps, elasticsearch_client: Any, es_index: str, tmp_path: Path
+) -> None:
+    elasticsearch_client.indices.create(
+        index=es_index, mappings={"properties": {"text": {"type": "keyword"}}}
+    )
+    with pytest.raises(IncompatibleIndexError) as refused:
+        index_corpus(es_ops, open_corpus(SMALL), IndexSettings(index=es_index, analyzer="standard"))
+    assert "field 'text' is 'keyword', expected an analysed 'text' field" in refused.value.problems
+    assert not (tmp_path / "rejects.jsonl").exists()
+
+
+def test_copy_of_a_beir_folder_indexes_on_elasticsearch(
+    cli: Callable[..., Result],
+    elasticsearch_url: str,
+    elasticsearch_client: Any,
+    es_index: str,
+    tmp_path: Path,
+) -> None:
+    if not CRANFIELD.is_dir():
+        pytest.skip("shared/data is not beside the repository")
+    subset = tmp_path / "cranfield-200"
+    (subset / "qrels").mkdir(parents=True)
+    lines = (CRANFIELD / "corpus.jsonl").read_text().splitlines(keepends=True)[:200]
+    (subset / "corpus.jsonl").write_text("".join(lines))
+    shutil.copy(CRANFIELD / "queries.jsonl", subset / "queries.jsonl")
+    shutil.copy(CRANFIELD / "qrels" / "test.tsv", subset / "qrels" / "test.tsv")
+    args = [
+        "--index",
+        es_index,
+        "--engine",
+        "elasticsearch",
+        "--url",
+        elasticsearch_url,
+        "--analyzer",
+        "standard",
+    ]
+    result = cli(str(subset), *args)
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "beir corpus" in result.output
+    assert elasticsearch_client.count(index=es_index)["count"] == 200
