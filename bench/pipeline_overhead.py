@@ -105,7 +105,7 @@ def interleaved(calls: list[Callable[[], object]], repeats: int, warmup: int = 5
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default=os.environ.get("RETROSEARCH_URL", "http://127.0.0.1:9200"))
+    parser.add_argument("--url", default=os.environ.get("RETROSEARCH_ENGINE_URL", "http://127.0.0.1:9200"))
     parser.add_argument("--sizes", default="10,50,100")
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()

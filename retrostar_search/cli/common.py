@@ -7,7 +7,7 @@ Use the aliases as parameter annotations and pass the values to ``engine_connect
                insecure: InsecureOpt = False) -> None:
         connection = engine_connection(engine, url, username, password, api_key, ca_certs, insecure)
 
-Secrets can come from the environment (RETROSEARCH_PASSWORD, RETROSEARCH_API_KEY) so they stay out of
+Secrets can come from the environment (RETROSEARCH_ENGINE_PASSWORD, RETROSEARCH_ENGINE_API_KEY) so they stay out of
 shell history and process listings; they are held as SecretStr and ``scrub`` removes them from any
 message before it is printed.
 """
@@ -35,7 +35,7 @@ UrlOpt = Annotated[
     str | None,
     typer.Option(
         "--url",
-        envvar="RETROSEARCH_URL",
+        envvar="RETROSEARCH_ENGINE_URL",
         help="Engine URL (default: "
         + ", ".join(f"{engine.value} {url}" for engine, url in DEFAULT_URLS.items())
         + ").",
@@ -46,14 +46,17 @@ UrlOpt = Annotated[
 UsernameOpt = Annotated[
     str | None,
     typer.Option(
-        "--username", envvar="RETROSEARCH_USERNAME", help="Basic-auth user.", rich_help_panel=CONNECTION_PANEL
+        "--username",
+        envvar="RETROSEARCH_ENGINE_USERNAME",
+        help="Basic-auth user.",
+        rich_help_panel=CONNECTION_PANEL,
     ),
 ]
 PasswordOpt = Annotated[
     str | None,
     typer.Option(
         "--password",
-        envvar="RETROSEARCH_PASSWORD",
+        envvar="RETROSEARCH_ENGINE_PASSWORD",
         help="Basic-auth password (prefer the environment variable).",
         show_default=False,
         rich_help_panel=CONNECTION_PANEL,
@@ -63,7 +66,7 @@ ApiKeyOpt = Annotated[
     str | None,
     typer.Option(
         "--api-key",
-        envvar="RETROSEARCH_API_KEY",
+        envvar="RETROSEARCH_ENGINE_API_KEY",
         help="API key, sent as 'Authorization: ApiKey ...' (prefer the environment variable).",
         show_default=False,
         rich_help_panel=CONNECTION_PANEL,

@@ -62,6 +62,8 @@ class EngineConnection(BaseModel):
         kwargs: dict[str, object] = {
             "hosts": [self.resolved_url],
             "timeout": self.request_timeout,
+            # urllib3 keeps one connection per host by default; parallel bulk threads need more.
+            "pool_maxsize": 16,
             "verify_certs": self.verify_certs,
             "ssl_show_warn": self.verify_certs,
         }
