@@ -1,11 +1,11 @@
-# Developer and CI entry points. `make venv` once, then `make test` / `make lint`.
+# Developer and CI entry points: `make demo` runs the OpenSearch path end to end, `make test` the suite.
 # Tests that need engines use the local nodes (see tests/conftest.py and docs/nodes.md).
 
 PYTHON ?= python3
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint
+.PHONY: venv demo test lint
 
 venv: $(VENV)/.installed
 
@@ -16,9 +16,13 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[all]'
 	touch $@
 
-test:
+# The README's first command: a local OpenSearch node, the connector, indexing, setup, a reranked search.
+demo: venv
+	bash examples/demo.sh
+
+test: venv
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-lint:
+lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

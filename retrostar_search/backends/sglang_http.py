@@ -1,8 +1,8 @@
 """Retro* served over HTTP: SGLang's native `/generate`, or the OpenAI-compatible chat API that SGLang and
 vLLM both serve.
 
-Every pair of a request goes out at once (bounded by `max_concurrency`, over pooled keep-alive
-connections) so the server batches them and its prefix cache reuses the query-side prompt.
+Every pair of a request goes out at once (bounded by `max_concurrency`, one connection each) so the
+server batches them and its prefix cache reuses the query-side prompt.
 """
 
 from __future__ import annotations
@@ -33,7 +33,12 @@ class _HTTPBackend(Backend):
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(request_timeout, connect=10.0),
-            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
+            # A fresh connection per pair, not a keep-alive pool: with idle pooled connections, httpcore 1.0
+            # hands one to every request of a burst, and the losers wait for a later completion (httpcore
+            # PR 1035), so a warm 100-pair burst took two backend latencies and five times the CPU. It also
+            # avoids reusing a connection SGLang closes after 5 s idle. A connect is negligible next to a
+            # generation.
+            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=0),
         )
         self._slots = asyncio.Semaphore(max_concurrency)
 

@@ -1,0 +1,73 @@
+"""Turning settings into the long-lived objects a connector serves with: the backend, the score cache and
+the reranker. Built once at startup; requests only use them."""
+
+from __future__ import annotations
+
+import logging
+
+from connector.settings import BackendKind, ConnectorSettings
+from retrostar_search.backends.base import Backend
+from retrostar_search.cache import ScoreCache
+from retrostar_search.prompts import Truncation, load_tokenizer
+from retrostar_search.reranker import Reranker
+
+logger = logging.getLogger(__name__)
+
+
+def build_backend(settings: ConnectorSettings) -> Backend:
+    backend_api_key = settings.backend_api_key.get_secret_value() if settings.backend_api_key else None
+    match settings.backend:
+        case BackendKind.SGLANG:
+            from retrostar_search.backends.sglang_http import SGLangGenerateBackend
+
+            return SGLangGenerateBackend(
+                settings.backend_url,
+                chat_format=settings.chat_format,
+                model=settings.model,
+                api_key=backend_api_key,
+                max_concurrency=settings.max_concurrency,
+            )
+        case BackendKind.OPENAI:
+            from retrostar_search.backends.sglang_http import OpenAIChatBackend
+
+            return OpenAIChatBackend(
+                settings.backend_url,
+                model=settings.model,
+                api_key=backend_api_key,
+                max_concurrency=settings.max_concurrency,
+            )
+        case BackendKind.ENGINE:
+            from retrostar_search.backends.sglang_engine import SGLangEngineBackend
+
+            return SGLangEngineBackend(
+                settings.model, chat_format=settings.chat_format, tp_size=settings.tp_size
+            )
+        case BackendKind.CPU:
+            from retrostar_search.backends.cpu_fallback import CPUFallbackBackend
+
+            logger.warning("backend 'cpu' is a lexical fallback scorer, NOT Retro*: use it for plumbing only")
+            return CPUFallbackBackend()
+
+
+def build_cache(settings: ConnectorSettings) -> ScoreCache | None:
+    if settings.cache_size == 0:
+        return None
+    return ScoreCache(max_entries=settings.cache_size, path=settings.cache_path)
+
+
+def build_truncation(settings: ConnectorSettings) -> Truncation:
+    tokenizer = load_tokenizer(settings.tokenizer) if settings.truncate_tokens is not None else None
+    return Truncation(
+        max_tokens=settings.truncate_tokens, max_chars=settings.truncate_chars, tokenizer=tokenizer
+    )
+
+
+def build_reranker(settings: ConnectorSettings, backend: Backend, cache: ScoreCache | None) -> Reranker:
+    return Reranker(
+        backend,
+        cache=cache,
+        cascade=settings.cascade_plan(),
+        sampling=settings.sampling_params(),
+        unparsed_policy=settings.unparsed,
+        truncation=build_truncation(settings),
+    )

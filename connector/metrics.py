@@ -1,0 +1,108 @@
+"""Prometheus metrics, in a registry of each app's own (so several apps in one process, as in tests, never
+share counters), and the middleware that counts every request by route and status."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from retrostar_search.reranker import RerankResult
+
+# From a cached 10-document rerank (milliseconds) to a request that runs into Elasticsearch's 30 s limit.
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 25, 30, 60)
+_UNMATCHED_ROUTE = "unmatched"  # unknown paths share one label, so scanners cannot grow the series
+
+
+class ConnectorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "retrosearch_requests",
+            "HTTP requests by route and status.",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "retrosearch_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "retrosearch_rerank_in_flight", "Rerank requests being served now.", registry=self.registry
+        )
+        self.documents = Counter(
+            "retrosearch_documents", "Documents received in rerank requests.", registry=self.registry
+        )
+        self.pairs_scored = Counter(
+            "retrosearch_pairs_scored", "(query, document) pairs scored by the model.", registry=self.registry
+        )
+        self.cache_hits = Counter(
+            "retrosearch_cache_hits", "Pairs served from the score cache.", registry=self.registry
+        )
+        self.backend_errors = Counter(
+            "retrosearch_backend_errors", "Pairs the backend failed to score.", registry=self.registry
+        )
+        self.degraded = Counter(
+            "retrosearch_degraded_responses",
+            "Rerank responses with unscored documents, by reason (deadline or backend_error).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.unscored = Counter(
+            "retrosearch_unscored_documents",
+            "Documents answered without a score because of a degraded rerank.",
+            registry=self.registry,
+        )
+        self.model_seconds = Histogram(
+            "retrosearch_model_duration_seconds",
+            "Time a rerank spent waiting for the backend.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def track_in_flight(self, count: Callable[[], int]) -> None:
+        self.in_flight.set_function(lambda: float(count()))
+
+    def record_rerank(self, documents: int, result: RerankResult) -> None:
+        self.documents.inc(documents)
+        self.pairs_scored.inc(result.pairs_scored)
+        self.cache_hits.inc(result.cache_hits)
+        self.backend_errors.inc(result.backend_errors)
+        self.model_seconds.observe(result.model_seconds)
+        if result.degraded:
+            self.degraded.labels("deadline" if result.deadline_exceeded else "backend_error").inc()
+            self.unscored.inc(result.unscored)
+
+
+class RequestMetricsMiddleware:
+    """Counts every HTTP request, including those refused before a route runs (401, 413, 422, 429)."""
+
+    def __init__(self, app: ASGIApp, metrics: ConnectorMetrics, routes: Iterable[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = frozenset(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = scope["path"] if scope["path"] in self.routes else _UNMATCHED_ROUTE
+        status = 500  # what the client gets if the app raises before answering
+        started = time.perf_counter()
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)

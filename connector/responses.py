@@ -1,0 +1,123 @@
+"""From a RerankResult to the answers engines and clients expect.
+
+OpenSearch and Elasticsearch need exactly one result per input document (unless top_n asks for fewer), with
+`relevance_score` a JSON float: scores are Retro*'s 0..100 divided by 100, and unscored documents get 0.0
+(after every scored one, in request order, flagged `scored: false`) so an engine's stable sort keeps them
+last.
+"""
+
+from __future__ import annotations
+
+from fastapi import Response
+from pydantic import TypeAdapter
+
+from connector.schemas import (
+    ApiVersion,
+    CohereRerankResponse,
+    CohereRerankResult,
+    Explanation,
+    RerankMeta,
+    RerankStats,
+    ResultDocument,
+    SampleExplanation,
+    TEIRank,
+)
+from retrostar_search.reranker import RerankResult, ScoredDocument
+
+_TEI_RANKS = TypeAdapter(list[TEIRank])
+DEGRADED_HEADER = "X-Retrostar-Degraded"
+
+
+def cohere_response(
+    result: RerankResult,
+    documents: list[str],
+    *,
+    request_id: str,
+    model: str,
+    api_version: str,
+    top_n: int | None,
+    return_documents: bool,
+    return_explanations: bool,
+) -> CohereRerankResponse:
+    results = []
+    for ranked in _top(result, top_n):
+        item = CohereRerankResult(
+            index=ranked.index, relevance_score=_relevance(ranked), scored=ranked.scored
+        )
+        if return_documents:
+            item.document = ResultDocument(text=documents[ranked.index])
+        if return_explanations:
+            item.explanation = _explanation(ranked)
+        results.append(item)
+    meta = RerankMeta(
+        api_version=ApiVersion(version=api_version),
+        retrostar=RerankStats(
+            pairs_scored=result.pairs_scored,
+            cache_hits=result.cache_hits,
+            unscored=result.unscored,
+            backend_errors=result.backend_errors,
+            deadline_exceeded=result.deadline_exceeded,
+            model_seconds=round(result.model_seconds, 6),
+        ),
+    )
+    if result.degraded:
+        meta.warnings = [_degradation_warning(result)]
+    return CohereRerankResponse(
+        id=request_id, model=model, results=results, degraded=result.degraded, meta=meta
+    )
+
+
+def tei_response(
+    result: RerankResult, texts: list[str], *, return_text: bool, return_explanations: bool
+) -> list[TEIRank]:
+    ranks = []
+    for ranked in result.ranking:
+        rank = TEIRank(index=ranked.index, score=_relevance(ranked), scored=ranked.scored)
+        if return_text:
+            rank.text = texts[ranked.index]
+        if return_explanations:
+            rank.explanation = _explanation(ranked)
+        ranks.append(rank)
+    return ranks
+
+
+def json_response(
+    content: CohereRerankResponse | list[TEIRank], *, request_id: str, degraded: bool
+) -> Response:
+    # Fields never set (document, explanation, warnings) are left out rather than sent as null.
+    body = (
+        _TEI_RANKS.dump_json(content, exclude_unset=True)
+        if isinstance(content, list)
+        else content.model_dump_json(exclude_unset=True).encode()
+    )
+    headers = {"X-Request-ID": request_id}
+    if degraded:
+        headers[DEGRADED_HEADER] = "true"
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def _top(result: RerankResult, top_n: int | None) -> list[ScoredDocument]:
+    return result.ranking[:top_n] if top_n else result.ranking  # absent or 0: every document
+
+
+def _relevance(ranked: ScoredDocument) -> float:
+    return ranked.score / 100 if ranked.score is not None else 0.0
+
+
+def _explanation(ranked: ScoredDocument) -> Explanation:
+    return Explanation(
+        score=ranked.score,
+        cached=ranked.cached,
+        samples=[
+            SampleExplanation(score=sample.score, parsed=sample.parsed, text=sample.text)
+            for sample in ranked.samples
+        ],
+    )
+
+
+def _degradation_warning(result: RerankResult) -> str:
+    reason = "the deadline passed" if result.deadline_exceeded else "the backend failed"
+    return (
+        f"{result.unscored} documents are unscored because {reason}; they follow the scored ones in "
+        "request order with relevance_score 0.0"
+    )

@@ -1,0 +1,153 @@
+"""The HTTP routes: Cohere's `/v1/rerank` and `/v2/rerank`, the Cohere-or-TEI `/rerank`, and the probes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from connector.auth import require_api_key
+from connector.errors import invalid_request
+from connector.limits import read_body
+from connector.openapi import json_body
+from connector.responses import cohere_response, json_response, tei_response
+from connector.schemas import AnyRerankRequest, CohereRerankRequest, CohereRerankResponse, ErrorBody, TEIRank
+from connector.service import RerankService
+from retrostar_search.reranker import RerankResult
+
+RERANK_ROUTES = ("/v1/rerank", "/v2/rerank", "/rerank")
+PROBE_ROUTES = ("/health", "/ready", "/metrics")
+
+RequestT = TypeVar("RequestT", CohereRerankRequest, AnyRerankRequest)
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        401: "Missing or wrong API key.",
+        413: "Body, document count or document length over a limit (the message names it).",
+        422: "Malformed body (the message names the fields).",
+        429: "Too many rerank requests in flight; retry after Retry-After seconds.",
+        502: "strict: the backend failed for some documents.",
+        504: "strict: the deadline passed before every document was scored.",
+    }.items()
+}
+
+
+def _service(request: Request) -> RerankService:
+    return request.app.state.service
+
+
+Service = Annotated[RerankService, Depends(_service)]
+
+router = APIRouter()
+rerank_router = APIRouter(
+    dependencies=[Depends(require_api_key)], responses=_ERROR_RESPONSES, tags=["rerank"]
+)
+
+
+async def _rerank(
+    request: Request, service: RerankService, shape: type[RequestT]
+) -> tuple[RequestT, RerankResult, str]:
+    request_id = uuid.uuid4().hex
+    async with service.gate.admit():
+        body = await read_body(request, service.settings.max_body_bytes)
+        if not body.strip():
+            raise HTTPException(status_code=422, detail="invalid request: the body is empty; expected JSON")
+        try:
+            # Validated straight from bytes in one pass, whatever Content-Type the client sent.
+            parsed = shape.model_validate_json(body)
+        except ValidationError as exc:
+            raise invalid_request(exc) from None
+        result = await service.rerank(parsed, parsed.document_texts, request_id)
+    return parsed, result, request_id
+
+
+async def _cohere(request: Request, service: RerankService, api_version: str) -> Response:
+    parsed, result, request_id = await _rerank(request, service, CohereRerankRequest)
+    return _cohere_answer(parsed, result, request_id, service, api_version)
+
+
+def _cohere_answer(
+    parsed: CohereRerankRequest | AnyRerankRequest,
+    result: RerankResult,
+    request_id: str,
+    service: RerankService,
+    api_version: str,
+) -> Response:
+    content = cohere_response(
+        result,
+        parsed.document_texts,
+        request_id=request_id,
+        model=service.model,
+        api_version=api_version,
+        top_n=parsed.top_n,
+        return_documents=parsed.return_documents,
+        return_explanations=parsed.return_explanations,
+    )
+    return json_response(content, request_id=request_id, degraded=result.degraded)
+
+
+@rerank_router.post(
+    "/v1/rerank",
+    response_model=CohereRerankResponse,
+    openapi_extra=json_body(CohereRerankRequest),
+    summary="Rerank documents (Cohere v1 shape)",
+)
+async def rerank_v1(request: Request, service: Service) -> Response:
+    return await _cohere(request, service, api_version="1")
+
+
+@rerank_router.post(
+    "/v2/rerank",
+    response_model=CohereRerankResponse,
+    openapi_extra=json_body(CohereRerankRequest),
+    summary="Rerank documents (Cohere v2 shape)",
+)
+async def rerank_v2(request: Request, service: Service) -> Response:
+    return await _cohere(request, service, api_version="2")
+
+
+@rerank_router.post(
+    "/rerank",
+    response_model=CohereRerankResponse | list[TEIRank],
+    openapi_extra=json_body(AnyRerankRequest),
+    summary="Rerank documents (Cohere shape with `documents`, TEI's with `texts`)",
+)
+async def rerank_any(request: Request, service: Service) -> Response:
+    parsed, result, request_id = await _rerank(request, service, AnyRerankRequest)
+    if not parsed.is_tei:
+        return _cohere_answer(parsed, result, request_id, service, api_version="1")
+    ranks = tei_response(
+        result,
+        parsed.document_texts,
+        return_text=parsed.return_text,
+        return_explanations=parsed.return_explanations,
+    )
+    return json_response(ranks, request_id=request_id, degraded=result.degraded)
+
+
+@router.get("/health", tags=["probes"], summary="Alive")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", tags=["probes"], summary="Backend reachable (200) or not (503)")
+async def ready(service: Service) -> JSONResponse:
+    backend = service.reranker.backend
+    if await backend.ready():
+        return JSONResponse({"status": "ready", "backend": backend.kind, "model": backend.model})
+    return JSONResponse(
+        {"status": "unavailable", "message": f"the {backend.kind} backend is not reachable"}, status_code=503
+    )
+
+
+@router.get("/metrics", tags=["probes"], summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+router.include_router(rerank_router)

@@ -1,0 +1,193 @@
+"""The rerank API's wire shapes: Cohere's (v1 and v2), Hugging Face TEI's, and Retro*'s optional extensions.
+
+Requests ignore fields they do not know (clients of these APIs send `max_chunks_per_doc`, `priority`...),
+except inside a task override, where a typo would silently change what "relevant" means.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+
+def _document_text(value: Any) -> Any:
+    # Cohere accepts a document as a string or as an object with a `text` field.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("text"), str):
+        return value["text"]
+    raise PydanticCustomError(
+        "document_type", "each document must be a string or an object with a string 'text' field"
+    )
+
+
+DocumentText = Annotated[str, BeforeValidator(_document_text)]
+
+
+def _require_documents(documents: list[str] | None, field: str) -> None:
+    if documents is not None and not documents:
+        raise PydanticCustomError("empty_documents", f"{field} must hold at least one document")
+
+
+class TaskOverride(BaseModel):
+    """A task for this request only: a preset, optionally with its parts replaced (like the CLI flags)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description="Preset to start from (default: the generic task).")
+    query_type: str | None = Field(default=None, min_length=1)
+    doc_type: str | None = Field(default=None, min_length=1)
+    relevance_definition: str | None = Field(default=None, min_length=1)
+
+
+class RerankRequestBase(BaseModel):
+    """Fields every request shape shares: the query, Cohere's options and Retro*'s extensions."""
+
+    model: str | None = Field(
+        default=None, description="Accepted for compatibility; the server's model ranks."
+    )
+    query: str
+    top_n: int | None = Field(
+        default=None, ge=0, description="Return the best n (absent or 0: one result per document)."
+    )
+    return_documents: bool = Field(default=False, description="Echo each document's text in its result.")
+    task: str | TaskOverride | None = Field(
+        default=None,
+        description="Override the server's task for this request: a preset name, or an object with name / "
+        "query_type / doc_type / relevance_definition.",
+    )
+    return_explanations: bool = Field(
+        default=False,
+        description="Add each document's explanation: the 0-100 score, every sample with its parsed "
+        "score, and the reasoning text.",
+    )
+    deadline: float | None = Field(
+        default=None, gt=0, description="Seconds this request may take; capped by the server's deadline."
+    )
+    strict: bool | None = Field(
+        default=None,
+        description="true: fail (502/504) instead of answering a degraded 200; default: the server setting.",
+    )
+
+    @field_validator("query")
+    @classmethod
+    def _query_not_blank(cls, query: str) -> str:
+        if not query.strip():
+            raise PydanticCustomError("empty_query", "query must not be empty")
+        return query
+
+
+class CohereRerankRequest(RerankRequestBase):
+    """Cohere's `/v1/rerank` and `/v2/rerank` request (what OpenSearch's and Elasticsearch's connectors send)."""
+
+    documents: list[DocumentText]
+
+    @field_validator("documents")
+    @classmethod
+    def _documents_not_empty(cls, documents: list[str]) -> list[str]:
+        _require_documents(documents, "documents")
+        return documents
+
+    @property
+    def document_texts(self) -> list[str]:
+        return self.documents
+
+
+class AnyRerankRequest(RerankRequestBase):
+    """`POST /rerank`: Cohere's shape (`documents`) or Hugging Face TEI's (`texts`)."""
+
+    documents: list[DocumentText] | None = Field(default=None, description="Cohere shape.")
+    texts: list[str] | None = Field(default=None, description="TEI shape; the answer is TEI's bare array.")
+    return_text: bool = Field(default=False, description="TEI: echo each text in its result.")
+    truncate: bool = Field(default=False, description="TEI: accepted; truncation is a server setting.")
+    raw_scores: bool = Field(default=False, description="TEI: accepted; scores are always Retro* / 100.")
+
+    @model_validator(mode="after")
+    def _one_document_list(self) -> AnyRerankRequest:
+        if (self.documents is None) == (self.texts is None):
+            raise PydanticCustomError(
+                "documents_or_texts", "give either documents (Cohere shape) or texts (TEI shape)"
+            )
+        _require_documents(self.documents, "documents")
+        _require_documents(self.texts, "texts")
+        return self
+
+    @property
+    def is_tei(self) -> bool:
+        return self.texts is not None
+
+    @property
+    def document_texts(self) -> list[str]:
+        texts = self.texts if self.texts is not None else self.documents
+        assert texts is not None  # the validator requires one of the two
+        return texts
+
+
+class SampleExplanation(BaseModel):
+    score: int | None = Field(description="The sample's <score>, clipped to 0..100; null when none parsed.")
+    parsed: bool
+    text: str = Field(description="The generated reasoning.")
+
+
+class Explanation(BaseModel):
+    score: float | None = Field(description="Retro* score on 0..100 (mean of the samples); null: unscored.")
+    cached: bool = Field(description="Served from the score cache.")
+    samples: list[SampleExplanation]
+
+
+class ResultDocument(BaseModel):
+    text: str
+
+
+class CohereRerankResult(BaseModel):
+    index: int = Field(description="Position of the document in the request.")
+    relevance_score: float = Field(description="Retro* score / 100; 0.0 for an unscored document.")
+    scored: bool = Field(description="false: the backend failed or the deadline passed for this document.")
+    document: ResultDocument | None = None
+    explanation: Explanation | None = None
+
+
+class ApiVersion(BaseModel):
+    version: str
+
+
+class RerankStats(BaseModel):
+    pairs_scored: int = Field(description="(query, document) pairs the model scored for this request.")
+    cache_hits: int
+    unscored: int = Field(description="Documents left without a score.")
+    backend_errors: int
+    deadline_exceeded: bool
+    model_seconds: float
+
+
+class RerankMeta(BaseModel):
+    api_version: ApiVersion
+    warnings: list[str] | None = None
+    retrostar: RerankStats
+
+
+class CohereRerankResponse(BaseModel):
+    id: str = Field(description="Request id, also in the X-Request-ID header and the logs.")
+    model: str = Field(description="The model that scored (the request's `model` is not used).")
+    results: list[CohereRerankResult] = Field(
+        description="Best first; unscored documents last, in request order."
+    )
+    degraded: bool = Field(description="true: some documents are unscored (backend failure or deadline).")
+    meta: RerankMeta
+
+
+class TEIRank(BaseModel):
+    index: int
+    score: float
+    scored: bool
+    text: str | None = None
+    explanation: Explanation | None = None
+
+
+class ErrorBody(BaseModel):
+    message: str
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="422 only: each invalid field's location and problem."
+    )

@@ -1,0 +1,87 @@
+"""One rerank request's policy, independent of its wire shape: limits, the task, the deadline, strictness,
+metrics and the log line."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import HTTPException
+
+from connector.limits import RequestGate, check_documents
+from connector.metrics import ConnectorMetrics
+from connector.schemas import RerankRequestBase, TaskOverride
+from connector.settings import ConnectorSettings
+from retrostar_search.reranker import Reranker, RerankResult
+from retrostar_search.tasks import TaskDefinition, UnknownTaskError, resolve_task
+
+logger = logging.getLogger(__name__)
+
+
+class RerankService:
+    """Built once at startup; shared by every request."""
+
+    def __init__(self, settings: ConnectorSettings, reranker: Reranker, metrics: ConnectorMetrics) -> None:
+        self.settings = settings
+        self.reranker = reranker
+        self.metrics = metrics
+        self.gate = RequestGate(settings.max_concurrent_requests)
+        self.default_task = settings.task_definition()
+        metrics.track_in_flight(lambda: self.gate.in_flight)
+
+    @property
+    def model(self) -> str:
+        return self.reranker.backend.model
+
+    async def rerank(self, request: RerankRequestBase, documents: list[str], request_id: str) -> RerankResult:
+        check_documents(
+            documents,
+            max_documents=self.settings.max_documents,
+            max_document_chars=self.settings.max_document_chars,
+        )
+        task = self._task(request.task)
+        deadline = self.settings.deadline_seconds(request.deadline)
+        result = await self.reranker.rerank(request.query, documents, task=task, deadline=deadline)
+        self.metrics.record_rerank(len(documents), result)
+        self._log(request_id, len(documents), result)
+        strict = self.settings.strict if request.strict is None else request.strict
+        if result.degraded and strict:
+            raise _strict_failure(result, len(documents), deadline)
+        return result
+
+    def _task(self, override: str | TaskOverride | None) -> TaskDefinition:
+        if override is None:
+            return self.default_task
+        try:
+            if isinstance(override, str):
+                return resolve_task(override)
+            return resolve_task(
+                override.name,
+                query_type=override.query_type,
+                doc_type=override.doc_type,
+                relevance_definition=override.relevance_definition,
+            )
+        except UnknownTaskError as exc:
+            raise HTTPException(status_code=422, detail=f"invalid request: task: {exc}") from None
+
+    def _log(self, request_id: str, documents: int, result: RerankResult) -> None:
+        # Counts and timings only: queries and documents are the users' data and stay out of logs.
+        summary = (
+            f"rerank {request_id}: {documents} documents, {result.pairs_scored} pairs scored, "
+            f"{result.cache_hits} cache hits, {result.unscored} unscored, model {result.model_seconds:.3f} s"
+        )
+        if not result.degraded:
+            logger.info(summary)
+            return
+        reason = "deadline passed" if result.deadline_exceeded else "backend failed"
+        first_error = f": {result.error_messages[0]}" if result.error_messages else ""
+        logger.warning(f"{summary}; degraded ({reason}, {result.backend_errors} backend errors){first_error}")
+
+
+def _strict_failure(result: RerankResult, documents: int, deadline: float | None) -> HTTPException:
+    unscored = f"{result.unscored} of {documents} documents unscored"
+    if result.deadline_exceeded:
+        return HTTPException(
+            status_code=504, detail=f"deadline of {deadline:g} s passed with {unscored} (strict)"
+        )
+    first_error = f": {result.error_messages[0]}" if result.error_messages else ""
+    return HTTPException(status_code=502, detail=f"backend failed, {unscored} (strict){first_error}")

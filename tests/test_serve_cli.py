@@ -1,0 +1,230 @@
+"""`retrosearch serve` and the connector settings: options, environment, config file, precedence."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from connector.background import free_port
+from connector.settings import ENV_PREFIX, BackendKind, ConnectorSettings
+from retrostar_search.cli import app as cli_app
+from retrostar_search.scoring import Cascade
+from retrostar_search.tasks import PRESETS
+from tests.scripted_sglang import ScriptedSGLangServer
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def captured_run(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Stands in for uvicorn.run: records what `serve` would have served, and returns at once."""
+    captured: dict[str, Any] = {}
+
+    def run(app: Any, **kwargs: Any) -> None:
+        captured.update(kwargs, app=app)
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    return captured
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(cli_app, list(args), env={"COLUMNS": "200", **(env or {})})
+
+
+# --- The CLI ----------------------------------------------------------------------------------------
+
+
+def test_serve_help_lists_an_option_for_every_setting() -> None:
+    result = invoke("serve", "--help")
+
+    assert result.exit_code == 0
+    for name in ConnectorSettings.model_fields:
+        assert f"--{name.replace('_', '-')}" in result.output, name
+    assert "RETROSEARCH_BACKEND_URL" in result.output
+    assert "Samples K per pair" in result.output
+
+
+def test_given_options_win_over_env_and_config_and_the_rest_fall_back(
+    tmp_path: Path, captured_run: dict[str, Any]
+) -> None:
+    config = tmp_path / "connector.toml"
+    config.write_text('port = 1111\nmax_documents = 50\ncache_size = 7\ntask = "economics"\n')
+
+    result = invoke(
+        "serve",
+        *("--config", str(config), "--backend", "cpu", "--port", "9123", "--task", "biology", "--strict"),
+        env={"RETROSEARCH_DEADLINE": "7", "RETROSEARCH_CACHE_SIZE": "9"},
+    )
+
+    assert result.exit_code == 0, result.output
+    settings: ConnectorSettings = captured_run["app"].state.settings
+    assert captured_run["port"] == 9123 and captured_run["host"] == "127.0.0.1"
+    assert settings.backend is BackendKind.CPU
+    assert settings.task_definition() == PRESETS["biology"]  # CLI over config file
+    assert settings.strict is True
+    assert settings.deadline == 7.0  # environment
+    assert settings.cache_size == 9  # environment over config file
+    assert settings.max_documents == 50  # config file
+    assert settings.samples == 1  # default
+
+
+def test_bad_settings_exit_with_the_reason(captured_run: dict[str, Any], tmp_path: Path) -> None:
+    bad_cascade = invoke("serve", "--cascade", "10@")
+    assert bad_cascade.exit_code == 2
+    assert "cascade" in bad_cascade.output
+
+    missing_config = invoke("serve", "--config", str(tmp_path / "absent.toml"))
+    assert missing_config.exit_code == 2
+    assert "does not exist" in missing_config.output
+
+    assert captured_run == {}
+
+
+def test_serve_runs_a_real_connector(scripted_sglang: ScriptedSGLangServer) -> None:
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "retrosearch"), "serve", "--port", str(port)]
+    env = {
+        **os.environ,
+        "RETROSEARCH_BACKEND_URL": scripted_sglang.url,
+        "RETROSEARCH_API_KEY": "subprocess-key",
+    }
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_for(f"{url}/health", process)
+        response = httpx.post(
+            f"{url}/v1/rerank",
+            json={"query": "subprocess-query-text", "documents": ["subprocess-doc-a", "subprocess-doc-b"]},
+            headers={"Authorization": "Bearer subprocess-key"},
+            timeout=30,
+        )
+        assert response.status_code == 200
+        assert len(response.json()["results"]) == 2
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    assert f"rerank {response.json()['id']}: 2 documents" in output
+    assert "subprocess-query-text" not in output and "subprocess-doc" not in output
+    assert "subprocess-key" not in output
+
+
+def _wait_for(url: str, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    give_up_at = time.monotonic() + timeout
+    while time.monotonic() < give_up_at:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"retrosearch serve exited: {process.stdout.read() if process.stdout else ''}"
+            )
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not come up")
+
+
+# --- Settings sources -------------------------------------------------------------------------------
+
+
+def test_settings_defaults_match_the_reference() -> None:
+    settings = ConnectorSettings()
+
+    assert settings.model == "ljw13/retro-star-qwen3-14b-0928"
+    assert (settings.temperature, settings.top_k, settings.max_new_tokens) == (0.6, 40, 1024)
+    assert settings.deadline < 30  # under Elasticsearch's rerank timeout
+    assert settings.truncate_tokens is None and settings.truncate_chars is None
+    assert settings.cascade_plan() == Cascade.single(1)
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETROSEARCH_BACKEND", "openai")
+    monkeypatch.setenv("RETROSEARCH_API_KEY", "env-key")
+    monkeypatch.setenv("RETROSEARCH_STRICT", "true")
+    monkeypatch.setenv("RETROSEARCH_CASCADE", "100@1,30@16")
+    monkeypatch.setenv("RETROSEARCH_TEST_OPENSEARCH_URL", "http://unrelated")  # other prefixed vars are fine
+
+    settings = ConnectorSettings()
+
+    assert settings.backend is BackendKind.OPENAI
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "env-key"
+    assert "env-key" not in repr(settings)
+    assert settings.strict is True
+    assert str(settings.cascade_plan()) == "100@1,30@16"
+
+
+def test_settings_from_a_toml_file_named_by_env_or_argument(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "connector.toml"
+    config.write_text('backend_url = "http://gpu-host:30000"\ndeadline = 12.5\nsamples = 4\n')
+
+    assert ConnectorSettings(config=config).backend_url == "http://gpu-host:30000"
+    monkeypatch.setenv("RETROSEARCH_CONFIG", str(config))
+    monkeypatch.setenv("RETROSEARCH_SAMPLES", "2")
+    settings = ConnectorSettings(deadline=3)
+    assert settings.deadline == 3  # argument over file
+    assert settings.samples == 2  # environment over file
+    assert settings.cascade_plan() == Cascade.single(2)
+    assert settings.backend_url == "http://gpu-host:30000"
+
+
+def test_config_file_typos_and_bad_toml_are_errors(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.toml"
+    typo.write_text("dedline = 5\n")
+    with pytest.raises(ValidationError, match="dedline"):
+        ConnectorSettings(config=typo)
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text("deadline = = 5\n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        ConnectorSettings(config=broken)
+
+
+def test_task_settings(tmp_path: Path) -> None:
+    custom = ConnectorSettings(query_type="bug report", doc_type="commit message").task_definition()
+    assert (custom.query_type, custom.doc_type) == ("bug report", "commit message")
+    assert "(bug report)" in custom.relevance_definition
+
+    task_file = tmp_path / "task.json"
+    task_file.write_text('{"task": "pony", "relevance_definition": "Useful for Pony."}')
+    from_file = ConnectorSettings(task_file=task_file).task_definition()
+    assert from_file.relevance_definition == "Useful for Pony."
+    assert from_file.query_type == PRESETS["pony"].query_type
+
+    with pytest.raises(ValidationError, match="task_file replaces"):
+        ConnectorSettings(task_file=task_file, task="biology")
+    with pytest.raises(ValidationError, match="unknown task"):
+        ConnectorSettings(task="astrology")
+    with pytest.raises(ValidationError, match="task_file"):
+        ConnectorSettings(task_file=tmp_path / "absent.json")
+
+
+def test_truncation_by_tokens_needs_a_tokenizer() -> None:
+    with pytest.raises(ValidationError, match="tokenizer"):
+        ConnectorSettings(truncate_tokens=512)
+
+
+@pytest.mark.parametrize(
+    ("server", "requested", "effective"),
+    [(25.0, None, 25.0), (25.0, 5.0, 5.0), (25.0, 40.0, 25.0), (0.0, None, None), (0.0, 5.0, 5.0)],
+)
+def test_request_deadline_is_capped_by_the_server(
+    server: float, requested: float | None, effective: float | None
+) -> None:
+    assert ConnectorSettings(deadline=server).deadline_seconds(requested) == effective
