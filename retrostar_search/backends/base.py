@@ -17,6 +17,17 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     max_new_tokens: int = 1024
 
+    def for_sglang(self, n: int) -> dict[str, object]:
+        """SGLang's `sampling_params` (native /generate and sglang.Engine alike) for `n` samples."""
+        return {
+            "n": n,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "repetition_penalty": self.repetition_penalty,
+            "max_new_tokens": self.max_new_tokens,
+            "skip_special_tokens": False,
+        }
+
 
 class BackendError(RuntimeError):
     """The backend could not produce samples for a prompt (unreachable, error status, malformed reply).

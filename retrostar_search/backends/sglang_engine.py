@@ -5,8 +5,6 @@ sglang is imported when the backend is built, never at module import, so the pac
 
 from __future__ import annotations
 
-from typing import Any
-
 from retrostar_search.backends.base import Backend, BackendError, SamplingParams
 from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_template
 
@@ -38,17 +36,10 @@ class SGLangEngineBackend(Backend):
         )
 
     async def generate(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> list[str]:
-        sampling: dict[str, Any] = {
-            "n": n,
-            "temperature": params.temperature,
-            "top_k": params.top_k,
-            "repetition_penalty": params.repetition_penalty,
-            "max_new_tokens": params.max_new_tokens,
-            "skip_special_tokens": False,
-        }
         try:
             output = await self._engine.async_generate(
-                prompt=apply_chat_template(prompt.text, self.chat_format), sampling_params=sampling
+                prompt=apply_chat_template(prompt.text, self.chat_format),
+                sampling_params=params.for_sglang(n),
             )
         except Exception as exc:  # the engine raises plain exceptions; callers need BackendError
             raise BackendError(f"sglang engine failed: {type(exc).__name__}") from exc

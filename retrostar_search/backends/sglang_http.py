@@ -85,14 +85,7 @@ class SGLangGenerateBackend(_HTTPBackend):
     async def generate(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> list[str]:
         payload = {
             "text": apply_chat_template(prompt.text, self.chat_format),
-            "sampling_params": {
-                "n": n,
-                "temperature": params.temperature,
-                "top_k": params.top_k,
-                "repetition_penalty": params.repetition_penalty,
-                "max_new_tokens": params.max_new_tokens,
-                "skip_special_tokens": False,
-            },
+            "sampling_params": params.for_sglang(n),
         }
         body = await self._post("/generate", payload)
         # One prompt with n == 1 answers an object; with n > 1, a list of n objects.
