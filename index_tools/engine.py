@@ -77,6 +77,17 @@ class EngineOps:
             raise ValueError(f"{index} resolves to {len(mappings)} indices; name one index")
         return mappings[0]
 
+    def has_analyzer(self, name: str) -> bool:
+        """Whether the cluster knows a built-in analyzer (a minimal node may lack `english`)."""
+        try:
+            if self.engine is Engine.OPENSEARCH:
+                self.client.indices.analyze(body={"analyzer": name, "text": "probe"})
+            else:
+                self.client.indices.analyze(analyzer=name, text="probe")
+        except self._http_error:
+            return False
+        return True
+
     def refresh(self, index: str) -> None:
         self.client.indices.refresh(index=index)
 

@@ -21,6 +21,23 @@ DEFAULT_ANALYZER = "english"
 ENGINE_DEFAULT_ANALYZER = "standard"
 
 
+def choose_analyzer(ops: EngineOps, requested: str | None) -> tuple[str, str | None]:
+    """The analyzer to build a new index with, and a note when the default had to give way.
+
+    An explicit choice is kept (an unknown analyzer then fails with the engine's own message). Without one,
+    English analysis is used where the engine has it; Elasticsearch's integration-test distribution (our
+    local node) ships without it, and falling back to `standard` there beats refusing to index.
+    """
+    if requested is not None:
+        return requested, None
+    if ops.has_analyzer(DEFAULT_ANALYZER):
+        return DEFAULT_ANALYZER, None
+    return ENGINE_DEFAULT_ANALYZER, (
+        f"this engine has no {DEFAULT_ANALYZER!r} analyzer (no analysis-common module): using "
+        f"{ENGINE_DEFAULT_ANALYZER!r}; pass --analyzer to choose"
+    )
+
+
 def index_body(analyzer: str = DEFAULT_ANALYZER, shards: int = 1, replicas: int = 0) -> dict[str, Any]:
     """Settings and mappings for a new index; the same body works on OpenSearch and Elasticsearch."""
     return {

@@ -496,3 +496,26 @@ def test_copy_of_a_beir_folder_indexes_on_elasticsearch(
     assert result.exit_code == ExitCode.OK, result.output
     assert "beir corpus" in result.output
     assert elasticsearch_client.count(index=es_index)["count"] == 200
+
+
+def test_default_analyzer_is_english_where_the_engine_has_it_else_standard(
+    cli: Callable[..., Result],
+    opensearch_url: str,
+    opensearch_client: Any,
+    os_index: str,
+    elasticsearch_url: str,
+    elasticsearch_client: Any,
+    es_index: str,
+) -> None:
+    on_opensearch = cli(str(SMALL), "--index", os_index, "--url", opensearch_url)
+    assert on_opensearch.exit_code == 0, on_opensearch.output
+    assert "note:" not in on_opensearch.output
+    mapping = opensearch_client.indices.get_mapping(index=os_index)[os_index]["mappings"]["properties"]
+    assert mapping["text"]["analyzer"] == "english"
+
+    # The local Elasticsearch node has no analysis-common module, hence no `english`: a note, not a failure.
+    on_es = cli(str(SMALL), "--index", es_index, "--engine", "elasticsearch", "--url", elasticsearch_url)
+    assert on_es.exit_code == 0, on_es.output
+    assert "no 'english' analyzer" in on_es.output
+    mapping = elasticsearch_client.indices.get_mapping(index=es_index)[es_index]["mappings"]["properties"]
+    assert mapping["text"]["analyzer"] == "standard"

@@ -25,7 +25,7 @@ from rich.markup import escape
 from connector.settings import BackendKind
 from index_tools.bulk import BulkAbort
 from index_tools.engine import EngineOps
-from index_tools.mapping import DEFAULT_ANALYZER, IncompatibleIndexError
+from index_tools.mapping import DEFAULT_ANALYZER, IncompatibleIndexError, choose_analyzer
 from index_tools.readers import BeirCorpus, BrightExport
 from index_tools.run import IndexSettings, index_corpus
 from retrostar_search.backends.base import BackendError
@@ -115,12 +115,14 @@ def eval_command(
         ),
     ] = False,
     analyzer: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Analyzer for title and text when --index-if-missing builds the index.",
+            help="Analyzer for title and text when --index-if-missing builds the index "
+            f"\\[default: {DEFAULT_ANALYZER}, or standard where the engine lacks it].",
+            show_default=False,
             rich_help_panel=_COLLECTION,
         ),
-    ] = DEFAULT_ANALYZER,
+    ] = None,
     engine: EngineOpt = Engine.OPENSEARCH,
     url: UrlOpt = None,
     username: UsernameOpt = None,
@@ -379,7 +381,7 @@ def _ensure_index(
     reader: BeirCorpus | BrightExport,
     index: str,
     index_if_missing: bool,
-    analyzer: str,
+    analyzer: str | None,
     out: Path,
     console: Console,
     connection: EngineConnection,
@@ -408,6 +410,9 @@ def _ensure_index(
             highlight=False,
         )
         raise typer.Exit(ExitCode.FAILED)
+    analyzer, note = choose_analyzer(ops, analyzer)
+    if note:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     settings = IndexSettings(index=index, analyzer=analyzer, rejects_path=out / "index-rejects.jsonl")
     console.print(f"index {escape(repr(index))} does not exist: indexing {escape(str(reader.folder))} first")
     try:

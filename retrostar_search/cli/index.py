@@ -28,7 +28,7 @@ from rich.text import Text
 
 from index_tools.bulk import BulkAbort, BulkOptions
 from index_tools.engine import EngineOps
-from index_tools.mapping import DEFAULT_ANALYZER, IncompatibleIndexError
+from index_tools.mapping import DEFAULT_ANALYZER, IncompatibleIndexError, choose_analyzer
 from index_tools.policy import DEFAULT_MAX_DOC_BYTES
 from index_tools.readers import BrightLayoutError, CorpusFormat, FieldNames, FormatError, open_corpus
 from index_tools.records import Rejected
@@ -182,8 +182,13 @@ def index_command(
     ca_certs: CaCertsOpt = None,
     insecure: InsecureOpt = False,
     analyzer: Annotated[
-        str, typer.Option(help="Analyzer for title and text.", rich_help_panel=INDEX_PANEL)
-    ] = DEFAULT_ANALYZER,
+        str | None,
+        typer.Option(
+            help=f"Analyzer for title and text \\[default: {DEFAULT_ANALYZER}, or standard where the engine lacks it].",
+            show_default=False,
+            rich_help_panel=INDEX_PANEL,
+        ),
+    ] = None,
     shards: Annotated[int, typer.Option(min=1, help="Primary shards.", rich_help_panel=INDEX_PANEL)] = 1,
     replicas: Annotated[int, typer.Option(min=0, help="Replicas.", rich_help_panel=INDEX_PANEL)] = 0,
     recreate: Annotated[
@@ -239,6 +244,15 @@ def index_command(
         )
     except (FormatError, BrightLayoutError, FileNotFoundError) as error:
         raise typer.BadParameter(str(error), param_hint="PATH") from None
+    console = Console()
+    ops = EngineOps.connect(connection)
+    try:
+        analyzer, note = choose_analyzer(ops, analyzer)
+    except ops.errors as error:
+        console.print(f"[bold red]error:[/] {escape(scrub(str(error), connection))}", highlight=False)
+        raise typer.Exit(ExitCode.FAILED) from None
+    if note:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     settings = IndexSettings(
         index=index,
         analyzer=analyzer,
@@ -252,8 +266,6 @@ def index_command(
         rejects_path=rejects,
         bulk=BulkOptions(chunk_size=chunk_size, threads=threads, max_retries=max_retries),
     )
-    console = Console()
-    ops = EngineOps.connect(connection)
     target = f"{corpus.format_name} corpus {str(path)!r} → {engine.value} {connection.resolved_url} index {index!r}"
     console.print(escape(scrub(target, connection)), highlight=False)
     try:
