@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Annotated, Any, TypeVar
 
@@ -52,6 +53,7 @@ rerank_router = APIRouter(
 async def _rerank(
     request: Request, service: RerankService, shape: type[RequestT]
 ) -> tuple[RequestT, RerankResult, str]:
+    received_at = time.perf_counter()
     request_id = uuid.uuid4().hex
     async with service.gate.admit():
         body = await read_body(request, service.settings.max_body_bytes)
@@ -62,7 +64,7 @@ async def _rerank(
             parsed = shape.model_validate_json(body)
         except ValidationError as exc:
             raise invalid_request(exc) from None
-        result = await service.rerank(parsed, parsed.document_texts, request_id)
+        result = await service.rerank(parsed, parsed.document_texts, request_id, received_at)
     return parsed, result, request_id
 
 

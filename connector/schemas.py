@@ -13,7 +13,8 @@ from pydantic_core import PydanticCustomError
 
 
 def _document_text(value: Any) -> Any:
-    # Cohere accepts a document as a string or as an object with a `text` field.
+    # Cohere accepts a document as a string or as an object with a `text` field (and, here, an `id`, which
+    # `_ids_from_document_objects` has already collected for the rerank log).
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and isinstance(value.get("text"), str):
@@ -29,6 +30,30 @@ DocumentText = Annotated[str, BeforeValidator(_document_text)]
 def _require_documents(documents: list[str] | None, field: str) -> None:
     if documents is not None and not documents:
         raise PydanticCustomError("empty_documents", f"{field} must hold at least one document")
+
+
+def _ids_from_document_objects(data: Any) -> Any:
+    """`document_ids` filled in from `{"id", "text"}` documents when the request does not give it."""
+    if not isinstance(data, dict) or data.get("document_ids") is not None:
+        return data
+    documents = data.get("documents")
+    if not isinstance(documents, list) or not any(
+        isinstance(document, dict) and document.get("id") is not None for document in documents
+    ):
+        return data
+    ids = [
+        str(document["id"]) if isinstance(document, dict) and document.get("id") is not None else None
+        for document in documents
+    ]
+    return {**data, "document_ids": ids}
+
+
+def _require_one_id_per_document(document_ids: list[str | None] | None, documents: list[str]) -> None:
+    if document_ids is not None and len(document_ids) != len(documents):
+        raise PydanticCustomError(
+            "document_ids_length",
+            f"document_ids has {len(document_ids)} entries for {len(documents)} documents",
+        )
 
 
 class TaskOverride(BaseModel):
@@ -70,6 +95,16 @@ class RerankRequestBase(BaseModel):
         default=None,
         description="true: fail (502/504) instead of answering a degraded 200; default: the server setting.",
     )
+    document_ids: list[str | None] | None = Field(
+        default=None,
+        description="The documents' ids, in request order (null for one without), for the rerank log; "
+        "`{\"id\", \"text\"}` documents give them too. Without an id the log records a hash of the text.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_document_ids(cls, data: Any) -> Any:
+        return _ids_from_document_objects(data)
 
     @field_validator("query")
     @classmethod
@@ -89,6 +124,11 @@ class CohereRerankRequest(RerankRequestBase):
     def _documents_not_empty(cls, documents: list[str]) -> list[str]:
         _require_documents(documents, "documents")
         return documents
+
+    @model_validator(mode="after")
+    def _ids_match_documents(self) -> CohereRerankRequest:
+        _require_one_id_per_document(self.document_ids, self.documents)
+        return self
 
     @property
     def document_texts(self) -> list[str]:
@@ -112,6 +152,7 @@ class AnyRerankRequest(RerankRequestBase):
             )
         _require_documents(self.documents, "documents")
         _require_documents(self.texts, "texts")
+        _require_one_id_per_document(self.document_ids, self.document_texts)
         return self
 
     @property

@@ -1,14 +1,16 @@
 """One rerank request's policy, independent of its wire shape: limits, the task, the deadline, strictness,
-metrics and the log line."""
+metrics, the log line and the rerank-log event."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 from fastapi import HTTPException
 
 from connector.limits import RequestGate, check_documents
 from connector.metrics import ConnectorMetrics
+from connector.rerank_log import RerankEvent, RerankLogWriter, outcomes_from_ranking
 from connector.schemas import RerankRequestBase, TaskOverride
 from connector.settings import ConnectorSettings
 from retrostar_search.reranker import Reranker, RerankResult
@@ -20,10 +22,17 @@ logger = logging.getLogger(__name__)
 class RerankService:
     """Built once at startup; shared by every request."""
 
-    def __init__(self, settings: ConnectorSettings, reranker: Reranker, metrics: ConnectorMetrics) -> None:
+    def __init__(
+        self,
+        settings: ConnectorSettings,
+        reranker: Reranker,
+        metrics: ConnectorMetrics,
+        rerank_log: RerankLogWriter | None = None,
+    ) -> None:
         self.settings = settings
         self.reranker = reranker
         self.metrics = metrics
+        self.rerank_log = rerank_log
         self.gate = RequestGate(settings.max_concurrent_requests)
         self.default_task = settings.task_definition()
         metrics.track_in_flight(lambda: self.gate.in_flight)
@@ -32,7 +41,11 @@ class RerankService:
     def model(self) -> str:
         return self.reranker.backend.model
 
-    async def rerank(self, request: RerankRequestBase, documents: list[str], request_id: str) -> RerankResult:
+    async def rerank(
+        self, request: RerankRequestBase, documents: list[str], request_id: str, received_at: float
+    ) -> RerankResult:
+        """Rerank `documents` (the request's texts); `received_at` is the `time.perf_counter()` at which
+        the request arrived, for the rerank log's latency split."""
         check_documents(
             documents,
             max_documents=self.settings.max_documents,
@@ -40,9 +53,14 @@ class RerankService:
         )
         task = self._task(request.task)
         deadline = self.settings.deadline_seconds(request.deadline)
+        scoring_started = time.perf_counter()
         result = await self.reranker.rerank(request.query, documents, task=task, deadline=deadline)
+        finished = time.perf_counter()
         self.metrics.record_rerank(len(documents), result)
         self._log(request_id, len(documents), result)
+        if self.rerank_log is not None:
+            queue_seconds, total_seconds = scoring_started - received_at, finished - received_at
+            self._submit_event(request, documents, request_id, task, result, queue_seconds, total_seconds)
         strict = self.settings.strict if request.strict is None else request.strict
         if result.degraded and strict:
             raise _strict_failure(result, len(documents), deadline)
@@ -62,6 +80,39 @@ class RerankService:
             )
         except UnknownTaskError as exc:
             raise HTTPException(status_code=422, detail=f"invalid request: task: {exc}") from None
+
+    def _submit_event(
+        self,
+        request: RerankRequestBase,
+        documents: list[str],
+        request_id: str,
+        task: TaskDefinition,
+        result: RerankResult,
+        queue_seconds: float,
+        total_seconds: float,
+    ) -> None:
+        assert self.rerank_log is not None
+        # Building the event only collects references (hashing and excerpts happen on the writer's thread)
+        # and submit never blocks; still, a fault in logging must cost the log an event, never a rerank.
+        try:
+            self.rerank_log.submit(
+                RerankEvent(
+                    request_id=request_id,
+                    task=task.name,
+                    model=self.model,
+                    backend=self.reranker.backend.kind,
+                    query=request.query,
+                    documents=outcomes_from_ranking(result.ranking, documents, request.document_ids),
+                    queue_ms=queue_seconds * 1000,
+                    model_ms=result.model_seconds * 1000,
+                    total_ms=total_seconds * 1000,
+                    cache_hits=result.cache_hits,
+                    degraded=result.degraded,
+                )
+            )
+        except Exception as exc:
+            # The type only, as for any unexpected error: a message may quote the request.
+            logger.error("rerank %s: not logged to the rerank log (%s)", request_id, type(exc).__name__)
 
     def _log(self, request_id: str, documents: int, result: RerankResult) -> None:
         # Counts and timings only: queries and documents are the users' data and stay out of logs.

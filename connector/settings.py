@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,9 +21,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from connector.explorer.settings import ExplorerSettings
+from connector.rerank_log.settings import RerankLogSettings
 from retrostar_search.backends.base import SamplingParams
 from retrostar_search.prompts import ChatFormat
 from retrostar_search.scoring import Cascade, UnparsedPolicy
+from retrostar_search.engines.connection import EngineConnection
 from retrostar_search.tasks import TaskDefinition, load_task_file, resolve_task
 
 ENV_PREFIX = "RETROSEARCH_"
@@ -46,7 +49,10 @@ class LogLevel(StrEnum):
     DEBUG = "debug"
 
 
-class ConnectorSettings(BaseSettings):
+class ConnectorSettings(BaseSettings, RerankLogSettings, ExplorerSettings):
+    """The connector's own settings here; the rerank log's `log_*` and the explorer's `explore_*` fields
+    come from their mixins."""
+
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     config: Path | None = Field(
@@ -159,8 +165,6 @@ class ConnectorSettings(BaseSettings):
     )
     log_level: LogLevel = Field(default=LogLevel.INFO, description="Log level.")
 
-    # The rerank-log options (log_url, log_index, log_queries, ...) join here.
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -187,7 +191,17 @@ class ConnectorSettings(BaseSettings):
         self.cascade_plan()
         if self.truncate_tokens is not None and self.tokenizer is None:
             raise ValueError("truncate_tokens needs tokenizer (a local tokenizer folder)")
+        try:
+            # Both build the log's connection (when the log is on) and the explorer's.
+            self.explorer_connection()
+        except ValidationError as exc:
+            reason = exc.errors(include_input=False)[0]["msg"].removeprefix("Value error, ")
+            raise ValueError(f"log or explore engine connection: {reason}") from None
         return self
+
+    def explorer_connection(self) -> EngineConnection:
+        """The engine the explorer searches: see `ExplorerSettings.explore_connection`."""
+        return self.explore_connection(self.log_connection() if self.log_enabled else None)
 
     def task_definition(self) -> TaskDefinition:
         overrides = (self.task, self.query_type, self.doc_type, self.relevance_definition)
