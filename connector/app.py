@@ -1,17 +1,20 @@
-"""The connector's FastAPI app: `create_app(settings)` wires settings, backend, reranker, routes, errors and
-metrics together; `retrosearch serve` runs it under uvicorn."""
+"""The connector's FastAPI app: `create_app(settings)` wires settings, backend, reranker, rerank log,
+explorer, routes, errors and metrics together; `retrosearch serve` runs it under uvicorn."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, closing
 
 from fastapi import FastAPI
 
 from connector.errors import install_error_handlers
+from connector.explorer.engines import ExplorerEngines
+from connector.explorer.routes import EXPLORER_ROUTES, install_explorer
 from connector.factory import build_backend, build_cache, build_reranker
 from connector.metrics import ConnectorMetrics, RequestMetricsMiddleware
 from connector.openapi import publish_request_schemas
+from connector.rerank_log import RerankLogCollector, RerankLogWriter
 from connector.routes import PROBE_ROUTES, RERANK_ROUTES, router
 from connector.schemas import AnyRerankRequest, CohereRerankRequest
 from connector.service import RerankService
@@ -33,16 +36,21 @@ def create_app(settings: ConnectorSettings | None = None, backend: Backend | Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Built inside the server's event loop: HTTP clients and engines bind to the loop that uses them.
-        active_backend = backend or build_backend(settings)
-        cache = build_cache(settings)
-        app.state.service = RerankService(settings, build_reranker(settings, active_backend, cache), metrics)
-        try:
-            yield
-        finally:
+        # Torn down in reverse: the explorer's clients, then the log (writing what is queued), then the
+        # cache and the backend.
+        async with AsyncExitStack() as resources:
+            active_backend = backend or build_backend(settings)
             if backend is None:
-                await active_backend.aclose()
+                resources.push_async_callback(active_backend.aclose)
+            cache = build_cache(settings)
             if cache is not None:
-                cache.close()
+                resources.callback(cache.close)
+            rerank_log = await resources.enter_async_context(_rerank_log(settings, metrics))
+            reranker = build_reranker(settings, active_backend, cache)
+            app.state.service = RerankService(settings, reranker, metrics, rerank_log)
+            if settings.explore:
+                app.state.explorer = resources.enter_context(closing(ExplorerEngines.from_settings(settings)))
+            yield
 
     app = FastAPI(
         title="Retro* rerank connector", description=DESCRIPTION, version=__version__, lifespan=lifespan
@@ -50,7 +58,30 @@ def create_app(settings: ConnectorSettings | None = None, backend: Backend | Non
     app.state.settings = settings
     app.state.metrics = metrics
     app.include_router(router)
+    if settings.explore:
+        install_explorer(app)
     install_error_handlers(app)
-    app.add_middleware(RequestMetricsMiddleware, metrics=metrics, routes=RERANK_ROUTES + PROBE_ROUTES)
+    counted_routes = RERANK_ROUTES + PROBE_ROUTES + (EXPLORER_ROUTES if settings.explore else ())
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics, routes=counted_routes)
     publish_request_schemas(app, [CohereRerankRequest, AnyRerankRequest])
     return app
+
+
+@asynccontextmanager
+async def _rerank_log(
+    settings: ConnectorSettings, metrics: ConnectorMetrics
+) -> AsyncIterator[RerankLogWriter | None]:
+    """The running rerank-log writer with its counters on /metrics; None when no log URL is set."""
+    if not settings.log_enabled:
+        yield None
+        return
+    writer = RerankLogWriter(settings)
+    collector = RerankLogCollector(writer)
+    await writer.start()
+    metrics.registry.register(collector)
+    try:
+        yield writer
+    finally:
+        await writer.stop()
+        # A second lifespan of the same app (tests) registers a new writer's collector.
+        metrics.registry.unregister(collector)

@@ -4,9 +4,11 @@ of the request's text (validation errors name the field, not its value)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -18,10 +20,12 @@ _LISTED_ERRORS = 5  # a body with a thousand bad documents should not produce a 
 
 def invalid_request(error: ValidationError) -> HTTPException:
     """A 422 that says which fields are wrong and why."""
-    problems = [
-        {"loc": [str(part) for part in item["loc"]], "msg": item["msg"]}
-        for item in error.errors(include_input=False, include_url=False)
-    ]
+    return _invalid(error.errors(include_input=False, include_url=False))
+
+
+def _invalid(errors: Sequence[Mapping[str, Any]]) -> HTTPException:
+    # Location and message only: an error's `input` would echo the request's text.
+    problems = [{"loc": [str(part) for part in item["loc"]], "msg": item["msg"]} for item in errors]
     described = [
         f"{'.'.join(problem['loc'])}: {problem['msg']}" if problem["loc"] else problem["msg"]
         for problem in problems[:_LISTED_ERRORS]
@@ -43,6 +47,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(_body(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
 
+async def _invalid_parameters(request: Request, exc: Exception) -> JSONResponse:
+    # Query parameters FastAPI validates (the explorer's API) answer in the same shape as a bad body.
+    assert isinstance(exc, RequestValidationError)
+    return await _http_error(request, _invalid(exc.errors()))
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # The type only: an exception's message may quote the request.
     logger.error("%s %s failed: %s", request.method, request.url.path, type(exc).__name__)
@@ -51,4 +61,5 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_parameters)
     app.add_exception_handler(Exception, _unexpected_error)

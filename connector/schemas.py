@@ -98,7 +98,7 @@ class RerankRequestBase(BaseModel):
     document_ids: list[str | None] | None = Field(
         default=None,
         description="The documents' ids, in request order (null for one without), for the rerank log; "
-        "`{\"id\", \"text\"}` documents give them too. Without an id the log records a hash of the text.",
+        '`{"id", "text"}` documents give them too. Without an id the log records a hash of the text.',
     )
 
     @model_validator(mode="before")

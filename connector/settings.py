@@ -24,9 +24,9 @@ from pydantic_settings import (
 from connector.explorer.settings import ExplorerSettings
 from connector.rerank_log.settings import RerankLogSettings
 from retrostar_search.backends.base import SamplingParams
+from retrostar_search.engines.connection import EngineConnection
 from retrostar_search.prompts import ChatFormat
 from retrostar_search.scoring import Cascade, UnparsedPolicy
-from retrostar_search.engines.connection import EngineConnection
 from retrostar_search.tasks import TaskDefinition, load_task_file, resolve_task
 
 ENV_PREFIX = "RETROSEARCH_"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
@@ -12,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from connector.app import create_app
 from connector.background import BackgroundServer
+from connector.rerank_log.schema import retention_policy_name
 from connector.settings import ENV_PREFIX as CONNECTOR_ENV_PREFIX
 from connector.settings import ConnectorSettings
 from retrostar_search.engines.connection import Engine, EngineConnection
@@ -212,4 +215,30 @@ def live_connector(scripted_sglang_session: ScriptedSGLangServer) -> Iterator[Re
 
 # ------------------------------------------------------------------------------------------------
 # End of: engine wiring and search
+# ------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------
+# The rerank log inside the connector, and the explorer page (tests/test_connector_log.py,
+# tests/test_explorer_api.py, tests/test_explorer_browser.py)
+#
+# `opensearch_log_index`: a log index prefix of the test's own on the OpenSearch test node; afterwards
+# its daily indices, its template and its retention policy (where the node has ISM) are removed.
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def opensearch_log_index(opensearch_client: OpenSearch) -> Iterator[str]:
+    prefix = f"test-connector-log-{uuid.uuid4().hex[:8]}"
+    yield prefix
+    opensearch_client.indices.delete(index=f"{prefix}-*", ignore_unavailable=True, allow_no_indices=True)
+    if opensearch_client.indices.exists_index_template(name=prefix):
+        opensearch_client.indices.delete_index_template(name=prefix)
+    # Absent, or the node has no ISM at all (the integ-test distribution): nothing to remove.
+    with contextlib.suppress(Exception):
+        opensearch_client.index_management.delete_policy(policy=retention_policy_name(prefix))
+
+
+# ------------------------------------------------------------------------------------------------
+# End of: the rerank log inside the connector, and the explorer page
 # ------------------------------------------------------------------------------------------------

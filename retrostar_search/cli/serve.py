@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 
 from connector.settings import ENV_PREFIX, BackendKind, ConnectorSettings, LogLevel
+from retrostar_search.engines.connection import Engine
 from retrostar_search.prompts import ChatFormat
 from retrostar_search.scoring import UnparsedPolicy
 
@@ -33,6 +34,7 @@ def _option(setting: str, panel: str) -> Any:
 
 
 _BACKEND, _TASK, _SCORING, _SERVER, _LIMITS = "Backend", "Task", "Scoring", "Server", "Limits"
+_LOG, _EXPLORE = "Rerank log", "Explorer"
 
 
 def serve(
@@ -70,6 +72,29 @@ def serve(
     max_document_chars: Annotated[int | None, _option("max_document_chars", _LIMITS)] = None,
     max_body_bytes: Annotated[int | None, _option("max_body_bytes", _LIMITS)] = None,
     max_concurrent_requests: Annotated[int | None, _option("max_concurrent_requests", _LIMITS)] = None,
+    log_url: Annotated[str | None, _option("log_url", _LOG)] = None,
+    log_engine: Annotated[Engine | None, _option("log_engine", _LOG)] = None,
+    log_index: Annotated[str | None, _option("log_index", _LOG)] = None,
+    log_queries: Annotated[bool | None, _option("log_queries", _LOG)] = None,
+    log_reasoning: Annotated[bool | None, _option("log_reasoning", _LOG)] = None,
+    log_batch_size: Annotated[int | None, _option("log_batch_size", _LOG)] = None,
+    log_flush_interval: Annotated[float | None, _option("log_flush_interval", _LOG)] = None,
+    log_queue_size: Annotated[int | None, _option("log_queue_size", _LOG)] = None,
+    log_retention_days: Annotated[int | None, _option("log_retention_days", _LOG)] = None,
+    log_username: Annotated[str | None, _option("log_username", _LOG)] = None,
+    log_password: Annotated[str | None, _option("log_password", _LOG)] = None,
+    log_api_key: Annotated[str | None, _option("log_api_key", _LOG)] = None,
+    log_ca_certs: Annotated[str | None, _option("log_ca_certs", _LOG)] = None,
+    log_verify_certs: Annotated[bool | None, _option("log_verify_certs", _LOG)] = None,
+    log_timeout: Annotated[float | None, _option("log_timeout", _LOG)] = None,
+    explore: Annotated[bool | None, _option("explore", _EXPLORE)] = None,
+    explore_engine: Annotated[Engine | None, _option("explore_engine", _EXPLORE)] = None,
+    explore_url: Annotated[str | None, _option("explore_url", _EXPLORE)] = None,
+    explore_username: Annotated[str | None, _option("explore_username", _EXPLORE)] = None,
+    explore_password: Annotated[str | None, _option("explore_password", _EXPLORE)] = None,
+    explore_api_key: Annotated[str | None, _option("explore_api_key", _EXPLORE)] = None,
+    explore_ca_certs: Annotated[str | None, _option("explore_ca_certs", _EXPLORE)] = None,
+    explore_verify_certs: Annotated[bool | None, _option("explore_verify_certs", _EXPLORE)] = None,
 ) -> None:
     """Serve the Retro* rerank connector (Cohere- and TEI-compatible) over HTTP."""
     # Every parameter is a setting; None means "not given here", which lets env and config file speak.

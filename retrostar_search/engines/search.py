@@ -202,11 +202,16 @@ class ConnectorClient:
         documents: Sequence[str],
         explain: bool = False,
         task: str | Mapping[str, Any] | None = None,
+        document_ids: Sequence[str] | None = None,
     ) -> list[RerankScore]:
-        """One score per document, best first (unscored documents last, as the connector orders them)."""
+        """One score per document, best first (unscored documents last, as the connector orders them).
+
+        `document_ids` only label the documents in the connector's rerank log (else it records hashes)."""
         if not documents:
             return []
         payload: dict[str, Any] = {"query": query, "documents": list(documents)}
+        if document_ids is not None:
+            payload["document_ids"] = list(document_ids)
         if explain:
             payload["return_explanations"] = True
         if task is not None:
@@ -258,7 +263,8 @@ def rerank_client_side(
 ) -> list[Hit]:
     """The hits reordered by the connector's scores (it breaks ties by the input order), the best `top`
     kept, each with its new rank and Retro* score (None when the connector could not score it)."""
-    scores = connector.rerank(query, [document_text(hit.source, fields) for hit in hits], explain, task)
+    texts = [document_text(hit.source, fields) for hit in hits]
+    scores = connector.rerank(query, texts, explain, task, document_ids=[hit.id for hit in hits])
     reranked = []
     for rank, score in enumerate(scores, start=1):
         hit = replace(
@@ -280,7 +286,8 @@ def attach_explanations(
 ) -> list[Hit]:
     """The hits (order kept) with the connector's reasoning for each. The pipeline path returns scores
     only; asking the connector for the same document texts gets the same scores, from its cache."""
-    scores = connector.rerank(query, [document_text(hit.source, fields) for hit in hits], True, task)
+    texts = [document_text(hit.source, fields) for hit in hits]
+    scores = connector.rerank(query, texts, True, task, document_ids=[hit.id for hit in hits])
     by_index = {score.index: score for score in scores}
     return [replace(hit, explanation=by_index[i].explanation) for i, hit in enumerate(hits)]
 

@@ -101,7 +101,8 @@ class ConnectorLeg:
             return RerankOutcome(ranking=[], degraded=False)
         texts = [document_text(hit.source, self.fields) for hit in candidates]
         # The client is synchronous (and shareable between threads); a thread keeps the queries concurrent.
-        scores = await asyncio.to_thread(self.client.rerank, query, texts, False, self.task)
+        ids = [hit.id for hit in candidates]  # for the connector's rerank log, when it keeps one
+        scores = await asyncio.to_thread(self.client.rerank, query, texts, False, self.task, ids)
         return RerankOutcome(
             ranking=[candidates[score.index].id for score in scores],
             degraded=not all(score.scored for score in scores),

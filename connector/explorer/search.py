@@ -1,0 +1,96 @@
+"""One explorer search: the first stage from the engine, then the connector's own reranker, in process.
+
+The first stage and the document text come from the shared search API (`search_first_stage`,
+`document_text`), so a document gets the same text, and the same cached score, as through the search
+pipeline or `retrosearch search`. The rerank goes through `RerankService` like any rerank request: limits,
+metrics, the log line and the rerank-log event (with the hits' ids) all apply.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from connector.schemas import CohereRerankRequest
+from connector.service import RerankService
+from retrostar_search.engines.search import Hit, document_text, search_first_stage
+from retrostar_search.reranker import RerankResult, ScoredDocument
+
+# The page shows an excerpt; whole documents (up to max_document_chars) would only weigh the answer down.
+TEXT_PREVIEW_CHARS = 600
+_ELLIPSIS = "…"
+# Kept apart the way `retrosearch search --explain` shows several samples.
+SAMPLE_SEPARATOR = "\n---\n"
+
+
+async def explore_search(
+    service: RerankService, client: Any, index: str, query: str, candidates: int, request_id: str
+) -> dict[str, Any]:
+    """The first-stage hits and the same hits reranked, as the page's JSON. The engine call runs on a
+    worker thread: the engine clients are synchronous and the event loop serves reranks."""
+    started = time.perf_counter()
+    first_stage = await run_in_threadpool(search_first_stage, client, index, query, candidates)
+    searched = time.perf_counter()
+    answer: dict[str, Any] = {
+        "request_id": request_id,
+        "query": query,
+        "index": index,
+        "model": service.model,
+        "timings_ms": {"first_stage": _ms(searched - started), "rerank": 0.0},
+        "degraded": False,
+        "cache_hits": 0,
+        "first_stage": [],
+        "reranked": [],
+    }
+    if not first_stage:
+        return answer
+    texts = [document_text(hit.source) for hit in first_stage]
+    request = CohereRerankRequest(query=query, documents=texts, document_ids=[hit.id for hit in first_stage])
+    async with service.gate.admit():
+        result = await service.rerank(request, texts, request_id, received_at=searched)
+    answer["timings_ms"]["rerank"] = _ms(time.perf_counter() - searched)
+    answer["degraded"] = result.degraded
+    answer["cache_hits"] = result.cache_hits
+    reranked = _reranked_hits(first_stage, result)
+    answer["reranked"] = [_view(hit, scored) for hit, scored in zip(reranked, result.ranking, strict=True)]
+    # The same hits, scores included, in their first-stage order; the reasoning is shown once, on the right.
+    in_first_stage_order = sorted(reranked, key=lambda hit: hit.first_stage_rank or 0)
+    answer["first_stage"] = [_view(replace(hit, explanation=None)) for hit in in_first_stage_order]
+    return answer
+
+
+def _reranked_hits(first_stage: list[Hit], result: RerankResult) -> list[Hit]:
+    return [
+        replace(
+            first_stage[scored.index],
+            rank=rank,
+            retrostar_score=scored.score,
+            explanation=SAMPLE_SEPARATOR.join(sample.text for sample in scored.samples) or None,
+        )
+        for rank, scored in enumerate(result.ranking, start=1)
+    ]
+
+
+def _view(hit: Hit, scored: ScoredDocument | None = None) -> dict[str, Any]:
+    """`Hit.to_dict()` with the text cut to an excerpt, the rank change (positive: moved up) and, for a
+    reranked hit, the samples' scores."""
+    view = hit.to_dict()
+    view["text"] = _preview(hit.text)
+    assert hit.first_stage_rank is not None and hit.rank is not None
+    view["rank_change"] = hit.first_stage_rank - hit.rank
+    if scored is not None:
+        view["scored"] = scored.scored
+        view["cached"] = scored.cached
+        view["samples"] = [{"score": sample.score, "parsed": sample.parsed} for sample in scored.samples]
+    return view
+
+
+def _preview(text: str) -> str:
+    return text if len(text) <= TEXT_PREVIEW_CHARS else text[: TEXT_PREVIEW_CHARS - 1].rstrip() + _ELLIPSIS
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)

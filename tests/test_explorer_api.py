@@ -1,0 +1,145 @@
+"""The explorer's page and JSON API without a browser: what the page is served with, what the API answers
+and logs, and what it refuses (tests/test_explorer_browser.py drives the page itself)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from opensearchpy import OpenSearch
+
+from connector.app import create_app
+from connector.background import free_port
+from connector.settings import ConnectorSettings
+from retrostar_search.engines.search import search_first_stage
+from tests.search_corpus import QUERY, expected_order, index_documents, scripted_score
+
+API_KEY = "explorer-api-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture
+def corpus_index(opensearch_client: OpenSearch) -> Iterator[str]:
+    index = f"explorer-api-{uuid.uuid4().hex[:8]}"
+    index_documents(opensearch_client, index)
+    yield index
+    opensearch_client.indices.delete(index=index, ignore_unavailable=True)
+
+
+def test_the_page_is_served_locked_down_and_without_secrets(connector_client: ClientFactory) -> None:
+    secrets = (API_KEY, "explore-engine-secret")
+    client = connector_client(
+        api_key=API_KEY, explore_username="reader", explore_password="explore-engine-secret"
+    )
+
+    page = client.get("/explore")
+    script = client.get("/explore/static/explore.js")
+    style = client.get("/explore/static/explore.css")
+
+    assert page.status_code == script.status_code == style.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert '<script src="explore/static/explore.js"' in page.text
+    assert "innerHTML" not in script.text and "insertAdjacentHTML" not in script.text
+    assert client.get("/explore/api/config").status_code == 401
+    config = client.get("/explore/api/config", headers=AUTH)
+    assert config.status_code == 200 and config.json()["engines"] == ["opensearch"]
+    for answer in (page, script, style, config):
+        assert not any(secret in answer.text for secret in secrets)
+
+
+def test_search_answers_both_lists_and_the_rerank_is_logged_with_the_hits_ids(
+    connector_settings: Callable[..., ConnectorSettings],
+    opensearch_url: str,
+    opensearch_client: OpenSearch,
+    opensearch_log_index: str,
+    corpus_index: str,
+) -> None:
+    settings = connector_settings(
+        log_url=opensearch_url, log_index=opensearch_log_index, log_flush_interval=0.1
+    )
+    first_stage = [hit.id for hit in search_first_stage(opensearch_client, corpus_index, QUERY, size=5)]
+    reranked = expected_order(first_stage, first_stage)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        answer = client.get(
+            "/explore/api/search", params={"q": QUERY, "index": corpus_index, "candidates": 5}
+        ).json()
+        client.portal.call(app.state.service.rerank_log.flush)
+        opensearch_client.indices.refresh(index=f"{opensearch_log_index}-*")
+        events = client.get("/explore/api/events", params={"limit": 5}).json()
+        indices = [index["name"] for index in client.get("/explore/api/indices").json()["indices"]]
+
+    assert [hit["id"] for hit in answer["first_stage"]] == first_stage
+    assert [hit["id"] for hit in answer["reranked"]] == reranked
+    for new_rank, hit in enumerate(answer["reranked"], start=1):
+        assert hit["rank"] == new_rank and hit["first_stage_rank"] == first_stage.index(hit["id"]) + 1
+        assert hit["rank_change"] == hit["first_stage_rank"] - new_rank
+        assert hit["retrostar_score"] == scripted_score(hit["id"])
+        assert hit["samples"] == [{"score": scripted_score(hit["id"]), "parsed": True}]
+        assert "Relevance Annotation" in hit["explanation"]
+    assert all(hit["explanation"] is None for hit in answer["first_stage"])
+
+    [event] = [event for event in events["events"] if event["request_id"] == answer["request_id"]]
+    assert event["document_count"] == 5 and "query" not in event
+    records = opensearch_client.search(
+        index=f"{opensearch_log_index}-*",
+        body={"query": {"term": {"kind": "document"}}, "size": 10},
+    )["hits"]["hits"]
+    assert sorted(record["_source"]["doc_id"] for record in records) == sorted(first_stage)
+    assert not any(record["_source"]["doc_id_hashed"] for record in records)
+    assert corpus_index in indices
+    assert not any(name.startswith((opensearch_log_index, ".")) for name in indices)
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({"q": "  ", "index": "docs"}, "q must not be empty"),
+        ({"q": QUERY, "index": "_all"}, "index must name one index"),
+        ({"q": QUERY, "index": "docs,.security"}, "index must name one index"),
+        ({"q": QUERY, "index": "logs-*"}, "index must name one index"),
+        ({"q": QUERY, "index": "docs", "engine": "elasticsearch"}, "engine elasticsearch is not configured"),
+        ({"q": QUERY, "index": "docs", "candidates": 0}, "candidates"),
+    ],
+    ids=["blank-query", "all", "list", "wildcard", "other-engine", "no-candidates"],
+)
+def test_search_refuses_what_would_widen_it_before_asking_the_engine(
+    connector_client: ClientFactory, params: dict[str, object], problem: str
+) -> None:
+    response = connector_client().get("/explore/api/search", params=params)
+
+    assert response.status_code == 422
+    assert problem in response.json()["message"]
+
+
+def test_without_a_log_the_events_list_says_how_to_turn_it_on(connector_client: ClientFactory) -> None:
+    answer = connector_client().get("/explore/api/events").json()
+
+    assert answer["enabled"] is False and answer["events"] == []
+    assert "--log-url" in answer["note"]
+
+
+def test_an_unreachable_engine_is_a_502_that_names_neither_url_nor_credentials(
+    connector_client: ClientFactory,
+) -> None:
+    port = free_port()
+    client = connector_client(explore_url=f"http://127.0.0.1:{port}", explore_password="engine-secret")
+
+    response = client.get("/explore/api/indices")
+
+    assert response.status_code == 502
+    message = response.json()["message"]
+    assert message.startswith("listing indices failed: ConnectionError")
+    assert str(port) not in message and "engine-secret" not in message
+
+
+def test_no_explore_leaves_the_page_and_its_api_out(connector_client: ClientFactory) -> None:
+    client = connector_client(explore=False)
+
+    assert client.get("/explore").status_code == 404
+    assert client.get("/explore/api/config").status_code == 404
+    assert client.get("/explore/static/explore.js").status_code == 404
