@@ -43,14 +43,9 @@ class ExplorerEngines:
         clients = {engine: connection.client() for engine, connection in connections.items()}
         log_client = None
         if log is not None:
-            # The same cluster with the same credentials shares one client.
-            log_client = (
-                next(
-                    (clients[engine] for engine, connection in connections.items() if connection == log),
-                    None,
-                )
-                or log.client()
-            )
+            # The same cluster with the same credentials shares one client; the log's own otherwise (the
+            # explore engine is the log's engine, on another URL or with other credentials).
+            log_client = clients[log.engine] if connections[log.engine] == log else log.client()
         return cls(
             search_clients=clients,
             default_engine=explore.engine,

@@ -6,7 +6,7 @@ from typing import Any
 
 from connector.rerank_log.schema import TIMESTAMP_FIELD, RecordKind, index_pattern
 
-# What the events list shows; document records and anything added to events later stay out.
+# The event fields the API answers with (a field added to events later stays out until it is named here).
 EVENT_FIELDS = (
     TIMESTAMP_FIELD,
     "request_id",

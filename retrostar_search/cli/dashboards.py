@@ -8,6 +8,7 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import SecretStr
 from rich.console import Console
+from rich.markup import escape
 
 from retrostar_search.dashboards import (
     DEFAULT_INDEX_PATTERN,
@@ -48,7 +49,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(message: str) -> NoReturn:
-    _err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    # Escaped: the message quotes the app's answer, whose brackets rich would take for markup.
+    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(1)
 
 
@@ -61,12 +63,15 @@ def export_command(
     index_pattern: PatternOpt = DEFAULT_INDEX_PATTERN,
 ) -> None:
     """Write the saved objects as NDJSON, ready for the app's Saved Objects import (UI or API)."""
-    ndjson = to_ndjson(saved_objects(target, index_pattern))
+    objects = saved_objects(target, index_pattern)
+    ndjson = to_ndjson(objects)
     if out is None:
         typer.echo(ndjson, nl=False)
         return
     out.write_text(ndjson, encoding="utf-8")
-    _err.print(f"wrote {ndjson.count(chr(10))} saved objects for {target.value} to {out}", highlight=False)
+    _err.print(
+        f"wrote {len(objects)} saved objects for {target.value} to {escape(str(out))}", highlight=False
+    )
 
 
 @dashboards_app.command("import")
@@ -147,17 +152,18 @@ def import_command(
         result = import_saved_objects(connection, target, ndjson)
     except DashboardsImportError as error:
         _fail(str(error))
-    _report(result, url)
+    _report(result, connection.display_url)
     if not result.success:
         raise typer.Exit(1)
 
 
 def _report(result: ImportResult, url: str) -> None:
     if result.success:
-        _out.print(f"imported {result.success_count} saved objects into {url}", highlight=False)
+        _out.print(f"imported {result.success_count} saved objects into {escape(url)}", highlight=False)
         return
     # One plain line per object: this often runs in a container's log, where tables wrap badly.
     for failure in result.failures:
         title = f" ({failure.title})" if failure.title else ""
-        _err.print(f"  {failure.object_type} {failure.object_id}{title}: {failure.reason}", highlight=False)
+        line = f"  {failure.object_type} {failure.object_id}{title}: {failure.reason}"
+        _err.print(escape(line), highlight=False)
     _fail(f"{len(result.failures)} saved objects failed, {result.success_count} imported")

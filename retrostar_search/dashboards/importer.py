@@ -47,6 +47,11 @@ class DashboardsConnection:
     verify_certs: bool = True
     timeout: float = 60.0
 
+    @property
+    def display_url(self) -> str:
+        """The URL without any `user:password@` written into it (httpx would send those as basic auth)."""
+        return str(httpx.URL(self.url).copy_with(userinfo=b""))
+
     def headers(self) -> dict[str, str]:
         if self.api_key is not None:
             return {"Authorization": f"ApiKey {self.api_key.get_secret_value()}"}
@@ -79,7 +84,9 @@ def import_saved_objects(connection: DashboardsConnection, target: Target, ndjso
             timeout=connection.timeout,
         )
     except httpx.HTTPError as error:
-        raise DashboardsImportError(f"could not reach {connection.url}: {type(error).__name__}") from None
+        raise DashboardsImportError(
+            f"could not reach {connection.display_url}: {type(error).__name__}"
+        ) from None
     body = _json_or_none(response)
     if response.status_code != httpx.codes.OK or not isinstance(body, dict) or "success" not in body:
         raise DashboardsImportError(_describe_refusal(response, body))

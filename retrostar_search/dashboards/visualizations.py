@@ -25,11 +25,6 @@ class Visualization:
     params: dict[str, Any]
     aggs: list[dict[str, Any]]
 
-    @property
-    def fields(self) -> set[str]:
-        """Every index field the aggregations name."""
-        return {agg["params"]["field"] for agg in self.aggs if "field" in agg["params"]}
-
     def vis_state(self) -> dict[str, Any]:
         return {"title": self.title, "type": self.vis_type, "params": self.params, "aggs": self.aggs}
 
@@ -62,7 +57,9 @@ def _over_time(agg_id: str) -> dict[str, Any]:
     )
 
 
-def _histogram(agg_id: str, field: str, interval: int, label: str, bounds: tuple[int, int] | None = None):
+def _histogram(
+    agg_id: str, field: str, interval: int, label: str, bounds: tuple[int, int] | None = None
+) -> dict[str, Any]:
     params: dict[str, Any] = {
         "field": field,
         "interval": interval,
