@@ -116,7 +116,7 @@ def worker(args: argparse.Namespace) -> None:
         indexed = run_cli_path(connection, args.corpus, index, args.analyzer, args.chunk_size, args.threads)
     seconds = time.perf_counter() - started
     cpu = cpu_seconds() - cpu_before
-    fresh_index(connection, index, args.analyzer).delete(index)
+    EngineOps.connect(connection).delete(index)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures = {
         "indexed": indexed,

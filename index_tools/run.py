@@ -126,7 +126,8 @@ def index_corpus(
         def accepted_documents() -> Iterator[Document]:
             nonlocal read, stopped_early
             for record in corpus.documents():
-                # Checked here too so that engine-side rejections also stop the run.
+                # Checked before every record, not only after a policy rejection, so that the engine's
+                # rejections (reported from the bulk threads) count towards --max-errors too.
                 if over_limit():
                     stopped_early = True
                     return

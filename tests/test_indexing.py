@@ -361,14 +361,10 @@ def test_files_folder_and_python_api_on_opensearch(
 # --- Elasticsearch ---------------------------------------------------------------------------------------
 
 
-def test_elasticsearch_indexes_counts_and_reruns_through_the_same_cli(
-    cli: Callable[..., Result],
-    elasticsearch_url: str,
-    elasticsearch_client: Any,
-    es_index: str,
-    tmp_path: Path,
-) -> None:
-    args = [
+@pytest.fixture
+def es_args(elasticsearch_url: str, es_index: str) -> list[str]:
+    """`retrosearch index` options for the Elasticsearch test node, `--analyzer standard` last."""
+    return [
         "--index",
         es_index,
         "--engine",
@@ -378,10 +374,15 @@ def test_elasticsearch_indexes_counts_and_reruns_through_the_same_cli(
         "--analyzer",
         "standard",
     ]
-    first = cli(str(SMALL), *args)
+
+
+def test_elasticsearch_indexes_counts_and_reruns_through_the_same_cli(
+    cli: Callable[..., Result], es_args: list[str], elasticsearch_client: Any, es_index: str
+) -> None:
+    first = cli(str(SMALL), *es_args)
     assert first.exit_code == ExitCode.OK, first.output
     assert "(0 before + 10 created) OK" in first.output
-    again = cli(str(SMALL), *args)
+    again = cli(str(SMALL), *es_args)
     assert again.exit_code == ExitCode.OK, again.output
     assert "(10 before + 0 created) OK" in again.output
     assert elasticsearch_client.count(index=es_index)["count"] == 10
@@ -391,27 +392,13 @@ def test_elasticsearch_indexes_counts_and_reruns_through_the_same_cli(
 
 
 def test_elasticsearch_bad_records_and_incompatible_mapping(
-    cli: Callable[..., Result],
-    elasticsearch_url: str,
-    elasticsearch_client: Any,
-    es_index: str,
-    tmp_path: Path,
+    cli: Callable[..., Result], es_args: list[str], elasticsearch_client: Any, es_index: str, tmp_path: Path
 ) -> None:
-    args = [
-        "--index",
-        es_index,
-        "--engine",
-        "elasticsearch",
-        "--url",
-        elasticsearch_url,
-        "--analyzer",
-        "standard",
-    ]
-    result = cli(str(WITH_BAD_LINES), *args)
+    result = cli(str(WITH_BAD_LINES), *es_args)
     assert result.exit_code == ExitCode.REJECTED, result.output
     assert [r["line"] for r in rejects_in(tmp_path)] == [3, 5, 7]
     assert elasticsearch_client.count(index=es_index)["count"] == 10
-    refused = cli(str(SMALL), *args[:-1], "simple")
+    refused = cli(str(SMALL), *es_args[:-1], "simple")
     assert refused.exit_code == ExitCode.FAILED
     assert "field 'text' has analyzer 'standard', this run uses 'simple'" in refused.output
 
@@ -468,11 +455,7 @@ def test_elasticsearch_refuses_to_write_into_an_incompatible_index_via_the_api(
 
 
 def test_copy_of_a_beir_folder_indexes_on_elasticsearch(
-    cli: Callable[..., Result],
-    elasticsearch_url: str,
-    elasticsearch_client: Any,
-    es_index: str,
-    tmp_path: Path,
+    cli: Callable[..., Result], es_args: list[str], elasticsearch_client: Any, es_index: str, tmp_path: Path
 ) -> None:
     if not CRANFIELD.is_dir():
         pytest.skip("shared/data is not beside the repository")
@@ -482,17 +465,7 @@ def test_copy_of_a_beir_folder_indexes_on_elasticsearch(
     (subset / "corpus.jsonl").write_text("".join(lines))
     shutil.copy(CRANFIELD / "queries.jsonl", subset / "queries.jsonl")
     shutil.copy(CRANFIELD / "qrels" / "test.tsv", subset / "qrels" / "test.tsv")
-    args = [
-        "--index",
-        es_index,
-        "--engine",
-        "elasticsearch",
-        "--url",
-        elasticsearch_url,
-        "--analyzer",
-        "standard",
-    ]
-    result = cli(str(subset), *args)
+    result = cli(str(subset), *es_args)
     assert result.exit_code == ExitCode.OK, result.output
     assert "beir corpus" in result.output
     assert elasticsearch_client.count(index=es_index)["count"] == 200

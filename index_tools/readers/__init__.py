@@ -22,7 +22,7 @@ from index_tools.readers.bright import BrightExport, BrightLayoutError, is_brigh
 from index_tools.readers.delimited import DelimitedCorpus
 from index_tools.readers.fields import FieldNames
 from index_tools.readers.files import FilesCorpus, html_to_text
-from index_tools.readers.jsonl import count_lines, is_jsonl, read_jsonl
+from index_tools.readers.jsonl import count_lines, is_jsonl, read_jsonl, total_count
 from index_tools.records import ReadResult
 
 __all__ = [
@@ -90,8 +90,7 @@ class JsonlCorpus:
             yield from read_jsonl(file, self.fields)
 
     def size_hint(self) -> int | None:
-        counts = [count_lines(file) for file in self.files]
-        return None if None in counts else sum(c for c in counts if c is not None)
+        return total_count(count_lines(file) for file in self.files)
 
 
 def detect_format(path: Path) -> CorpusFormat:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from index_tools.readers.fields import FieldNames, document_from_row
-from index_tools.readers.jsonl import count_lines, iter_json_lines
+from index_tools.readers.jsonl import count_lines, iter_json_lines, total_count
 from index_tools.records import ReadResult, Rejected
 
 ROW_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz")
@@ -133,8 +133,7 @@ class BrightExport:
                     yield document_from_row(row, self.fields, str(file), row_no)
 
     def size_hint(self) -> int | None:
-        counts = [_row_count(file) for file in self.document_files]
-        return None if None in counts else sum(c for c in counts if c is not None)
+        return total_count(_row_count(file) for file in self.document_files)
 
     def _examples(self) -> Iterator[tuple[Path, int, dict[str, Any]]]:
         files = _row_files(self.folder, "examples", self.task).get(self.task)

@@ -78,38 +78,12 @@ def read_text_file(path: Path, root: Path) -> ReadResult:
 
 # Elements whose content is never shown as text.
 _INVISIBLE = frozenset({"script", "style", "template", "noscript", "head"})
+_HEADINGS = frozenset(f"h{level}" for level in range(1, 7))
 # Elements that start a new line, so that words of adjacent blocks do not run together.
-_BLOCKS = frozenset(
-    {
-        "p",
-        "div",
-        "br",
-        "li",
-        "ul",
-        "ol",
-        "tr",
-        "td",
-        "th",
-        "table",
-        "section",
-        "article",
-        "header",
-        "footer",
-        "pre",
-        "blockquote",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "title",
-        "dt",
-        "dd",
-        "hr",
-    }
-)
-_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+_BLOCKS = _HEADINGS | {
+    "p", "div", "br", "li", "ul", "ol", "tr", "td", "th", "table", "section", "article", "header",
+    "footer", "pre", "blockquote", "title", "dt", "dd", "hr",
+}  # fmt: skip
 
 
 class _TextExtractor(HTMLParser):

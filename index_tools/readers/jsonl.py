@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -81,3 +81,13 @@ def count_lines(path: Path) -> int | None:
             count += block.count(b"\n")
             last = block[-1:]
     return count + (last != b"\n")
+
+
+def total_count(counts: Iterable[int | None]) -> int | None:
+    """The sum of per-file counts, or None when any is unknown: a partial total would pass for the whole."""
+    total = 0
+    for count in counts:
+        if count is None:
+            return None
+        total += count
+    return total

@@ -9,7 +9,7 @@ Use the aliases as parameter annotations and pass the values to ``engine_connect
 
 Secrets can come from the environment (RETROSEARCH_ENGINE_PASSWORD, RETROSEARCH_ENGINE_API_KEY) so they stay out of
 shell history and process listings; they are held as SecretStr and ``scrub`` removes them from any
-message before it is printed.
+message before it is printed (``print_error`` prints an error that way).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Annotated
 
 import typer
 from pydantic import SecretStr, ValidationError
+from rich.console import Console
+from rich.markup import escape
 
 from retrostar_search.engines.connection import DEFAULT_URLS, Engine, EngineConnection
 
@@ -123,3 +125,8 @@ def scrub(message: str, connection: EngineConnection) -> str:
         if secret is not None and secret.get_secret_value():
             message = message.replace(secret.get_secret_value(), "***")
     return _URL_CREDENTIALS.sub("***@", message)
+
+
+def print_error(console: Console, error: BaseException, connection: EngineConnection) -> None:
+    """``error`` as one red line, scrubbed of the connection's secrets."""
+    console.print(f"[bold red]error:[/] {escape(scrub(str(error), connection))}", highlight=False)

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
+from enum import IntEnum
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,11 +24,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from connector.settings import BackendKind
-from index_tools.bulk import BulkAbort
 from index_tools.engine import EngineOps
-from index_tools.mapping import DEFAULT_ANALYZER, IncompatibleIndexError, choose_analyzer
+from index_tools.mapping import DEFAULT_ANALYZER
 from index_tools.readers import BeirCorpus, BrightExport
-from index_tools.run import IndexSettings, index_corpus
+from index_tools.run import IndexSettings
 from retrostar_search.backends.base import BackendError
 from retrostar_search.cli.common import (
     ApiKeyOpt,
@@ -38,9 +38,10 @@ from retrostar_search.cli.common import (
     UrlOpt,
     UsernameOpt,
     engine_connection,
+    print_error,
     scrub,
 )
-from retrostar_search.cli.index import indexing_progress, print_report, show_rejections
+from retrostar_search.cli.index import index_with_progress, pick_analyzer
 from retrostar_search.cli.serve import load_settings
 from retrostar_search.engines.connection import Engine, EngineConnection
 from retrostar_search.engines.search import SearchError
@@ -67,7 +68,7 @@ FULL_DEPTH = 1000
 LegOpener = Callable[[], AbstractAsyncContextManager[RerankLeg]]
 
 
-class ExitCode:
+class ExitCode(IntEnum):
     """What `retrosearch eval` returns (2 is typer's own, for usage errors)."""
 
     OK = 0
@@ -315,8 +316,7 @@ def eval_command(
             _evaluate(ops.client, collection, plan, metric_list, open_leg, console, engine, settings)
         )
     except* (SearchError, BackendError, *ops.errors) as group:
-        error = group.exceptions[0]
-        console.print(f"[bold red]error:[/] {escape(scrub(str(error), connection))}", highlight=False)
+        print_error(console, group.exceptions[0], connection)
         raise typer.Exit(ExitCode.FAILED) from None
     write_report(summary, runs, out)
     if as_json:
@@ -390,7 +390,7 @@ def _ensure_index(
     try:
         exists = ops.exists(index)
     except ops.errors as error:
-        console.print(f"[bold red]error:[/] {escape(scrub(str(error), connection))}", highlight=False)
+        print_error(console, error, connection)
         raise typer.Exit(ExitCode.FAILED) from None
     if exists:
         return
@@ -404,30 +404,16 @@ def _ensure_index(
             f"retrosearch index {reader.folder} --format {reader.format_name}{task_option} --index {index}"
         )
         # Unwrapped, so that it can be copied and run as it stands.
-        console.print(
-            escape(f"  {command}"),
-            soft_wrap=True,
-            highlight=False,
-        )
+        console.print(escape(f"  {command}"), soft_wrap=True, highlight=False)
         raise typer.Exit(ExitCode.FAILED)
-    analyzer, note = choose_analyzer(ops, analyzer)
-    if note:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    settings = IndexSettings(index=index, analyzer=analyzer, rejects_path=out / "index-rejects.jsonl")
+    settings = IndexSettings(
+        index=index,
+        analyzer=pick_analyzer(console, ops, analyzer, connection),
+        rejects_path=out / "index-rejects.jsonl",
+    )
     console.print(f"index {escape(repr(index))} does not exist: indexing {escape(str(reader.folder))} first")
-    try:
-        with indexing_progress(console, reader.size_hint()) as advance:
-            report = index_corpus(ops, reader, settings, advance, show_rejections(console))
-    except (IncompatibleIndexError, BulkAbort, *ops.errors) as error:
-        console.print(f"[bold red]error:[/] {escape(scrub(str(error), connection))}", highlight=False)
-        if "analyzer" in str(error):
-            console.print(
-                f"hint: the engine lacks the {analyzer!r} analyzer (a node without the analysis-common "
-                "module has only 'standard' and a few others); choose another with --analyzer"
-            )
-        raise typer.Exit(ExitCode.FAILED) from None
-    print_report(console, report)
-    if not report.count_ok or report.stopped_early:
+    report = index_with_progress(console, ops, reader, settings, connection)
+    if not report.count_ok:
         raise typer.Exit(ExitCode.FAILED)
     if report.rejected:
         # Rejected records (e.g. Cranfield's two empty documents) cannot be retrieved by any system;

@@ -30,7 +30,14 @@ from index_tools.bulk import BulkAbort, BulkOptions
 from index_tools.engine import EngineOps
 from index_tools.mapping import DEFAULT_ANALYZER, IncompatibleIndexError, choose_analyzer
 from index_tools.policy import DEFAULT_MAX_DOC_BYTES
-from index_tools.readers import BrightLayoutError, CorpusFormat, FieldNames, FormatError, open_corpus
+from index_tools.readers import (
+    BrightLayoutError,
+    Corpus,
+    CorpusFormat,
+    FieldNames,
+    FormatError,
+    open_corpus,
+)
 from index_tools.records import Rejected
 from index_tools.rejects import DEFAULT_REJECTS_PATH
 from index_tools.run import ExitCode, IndexReport, IndexSettings, index_corpus
@@ -43,9 +50,10 @@ from retrostar_search.cli.common import (
     UrlOpt,
     UsernameOpt,
     engine_connection,
+    print_error,
     scrub,
 )
-from retrostar_search.engines.connection import Engine
+from retrostar_search.engines.connection import Engine, EngineConnection
 
 SOURCE_PANEL = "Source"
 INDEX_PANEL = "Index"
@@ -136,6 +144,40 @@ def print_report(console: Console, report: IndexReport) -> None:
         console.print(
             f"[red]{report.rejected:,} record(s) rejected:[/] see {escape(str(report.rejects_path))}"
         )
+
+
+def pick_analyzer(
+    console: Console, ops: EngineOps, requested: str | None, connection: EngineConnection
+) -> str:
+    """``choose_analyzer`` for a command: its note printed, an engine failure ending the command."""
+    try:
+        analyzer, note = choose_analyzer(ops, requested)
+    except ops.errors as error:
+        print_error(console, error, connection)
+        raise typer.Exit(ExitCode.FAILED) from None
+    if note:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    return analyzer
+
+
+def index_with_progress(
+    console: Console, ops: EngineOps, corpus: Corpus, settings: IndexSettings, connection: EngineConnection
+) -> IndexReport:
+    """``index_corpus`` under a progress bar, then its report; a failure is printed and ends the command
+    with ExitCode.FAILED."""
+    try:
+        with indexing_progress(console, corpus.size_hint()) as advance:
+            report = index_corpus(ops, corpus, settings, advance, show_rejections(console))
+    except (IncompatibleIndexError, BulkAbort, *ops.errors) as error:
+        print_error(console, error, connection)
+        if isinstance(error, ops.errors) and "analyzer" in str(error):
+            console.print(
+                f"hint: the engine may lack the {settings.analyzer!r} analyzer (a node without the "
+                "analysis-common module only has 'standard' and a few others); choose another with --analyzer"
+            )
+        raise typer.Exit(ExitCode.FAILED) from None
+    print_report(console, report)
+    return report
 
 
 def index_command(
@@ -246,16 +288,9 @@ def index_command(
         raise typer.BadParameter(str(error), param_hint="PATH") from None
     console = Console()
     ops = EngineOps.connect(connection)
-    try:
-        analyzer, note = choose_analyzer(ops, analyzer)
-    except ops.errors as error:
-        console.print(f"[bold red]error:[/] {escape(scrub(str(error), connection))}", highlight=False)
-        raise typer.Exit(ExitCode.FAILED) from None
-    if note:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     settings = IndexSettings(
         index=index,
-        analyzer=analyzer,
+        analyzer=pick_analyzer(console, ops, analyzer, connection),
         shards=shards,
         replicas=replicas,
         recreate=recreate,
@@ -268,18 +303,7 @@ def index_command(
     )
     target = f"{corpus.format_name} corpus {str(path)!r} → {engine.value} {connection.resolved_url} index {index!r}"
     console.print(escape(scrub(target, connection)), highlight=False)
-    try:
-        with indexing_progress(console, corpus.size_hint()) as advance:
-            report = index_corpus(ops, corpus, settings, advance, show_rejections(console))
-    except (IncompatibleIndexError, BulkAbort, *ops.errors) as error:
-        console.print(f"[bold red]error:[/] {escape(scrub(str(error), connection))}", highlight=False)
-        if isinstance(error, ops.errors) and "analyzer" in str(error):
-            console.print(
-                f"hint: the engine may lack the {analyzer!r} analyzer (a node without the analysis-common "
-                "module only has 'standard' and a few others); choose another with --analyzer"
-            )
-        raise typer.Exit(ExitCode.FAILED) from None
-    print_report(console, report)
+    report = index_with_progress(console, ops, corpus, settings, connection)
     raise typer.Exit(report.exit_code)
 
 

@@ -32,9 +32,7 @@ class QueryResult:
 
     @property
     def delta(self) -> dict[str, float] | None:
-        if self.reranked is None:
-            return None
-        return {name: self.reranked[name] - value for name, value in self.first_stage.items()}
+        return _delta(self.first_stage, self.reranked)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -69,9 +67,7 @@ class EvalSummary:
 
     @property
     def delta(self) -> dict[str, float] | None:
-        if self.reranked is None:
-            return None
-        return {name: self.reranked[name] - value for name, value in self.first_stage.items()}
+        return _delta(self.first_stage, self.reranked)
 
     @property
     def pairs_scored(self) -> int | None:
@@ -172,6 +168,13 @@ def summarise(
         settings=settings,
         seconds=seconds,
     )
+
+
+def _delta(first_stage: dict[str, float], reranked: dict[str, float] | None) -> dict[str, float] | None:
+    """Reranked minus first stage, metric by metric; None without a reranked leg."""
+    if reranked is None:
+        return None
+    return {name: reranked[name] - value for name, value in first_stage.items()}
 
 
 def _total(counts: Iterable[int | None]) -> int | None:
