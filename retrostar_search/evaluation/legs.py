@@ -18,6 +18,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import httpx
+
 from connector.factory import build_backend, build_cache, build_reranker
 from connector.settings import ConnectorSettings
 from retrostar_search.backends.base import BackendError
@@ -111,7 +113,8 @@ class ConnectorLeg:
     def describe(self) -> dict[str, Any]:
         return {
             "path": "connector",
-            "connector_url": self.client.base_url,
+            # Printed and saved in summary.json: never with credentials written into the URL.
+            "connector_url": str(httpx.URL(self.client.base_url).copy_with(userinfo=b"")),
             "task": self.task or "server default",
         }
 
