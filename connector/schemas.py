@@ -185,7 +185,10 @@ class ResultDocument(BaseModel):
 class CohereRerankResult(BaseModel):
     index: int = Field(description="Position of the document in the request.")
     relevance_score: float = Field(description="Retro* score / 100; 0.0 for an unscored document.")
-    scored: bool = Field(description="false: the backend failed or the deadline passed for this document.")
+    scored: bool = Field(
+        description="false: no score (backend failure, deadline, outside the cascade's first stage, or no "
+        "parsed sample with --unparsed skip)."
+    )
     document: ResultDocument | None = None
     explanation: Explanation | None = None
 

@@ -192,7 +192,7 @@ class ConnectorSettings(BaseSettings, RerankLogSettings, ExplorerSettings):
         if self.truncate_tokens is not None and self.tokenizer is None:
             raise ValueError("truncate_tokens needs tokenizer (a local tokenizer folder)")
         try:
-            # Both build the log's connection (when the log is on) and the explorer's.
+            # Builds the explorer's engine connection and, when the log is on, the log's.
             self.explorer_connection()
         except ValidationError as exc:
             reason = exc.errors(include_input=False)[0]["msg"].removeprefix("Value error, ")

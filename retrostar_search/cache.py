@@ -41,6 +41,10 @@ class ScoreCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
+            # Every scored pair is written from the event loop; with WAL, NORMAL skips the fsync per write
+            # (about 5x faster here, far more on slow disks). A power cut can lose the last scores, which
+            # only costs recomputing them.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, samples TEXT NOT NULL)"
             )

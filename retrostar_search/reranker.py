@@ -18,6 +18,8 @@ from retrostar_search.prompts import RenderedPrompt, Truncation, render_prefix
 from retrostar_search.scoring import Cascade, Sample, UnparsedPolicy, integrate, parse_sample
 from retrostar_search.tasks import DEFAULT_TASK, TaskDefinition
 
+_KEPT_ERROR_MESSAGES = 3  # per rerank: enough to say what went wrong without one line per failed pair
+
 
 @dataclass(slots=True)
 class ScoredDocument:
@@ -59,15 +61,6 @@ class _UniqueDocument:
     score: float | None = None
     samples: tuple[Sample, ...] = ()
     cached: bool = False
-
-
-@dataclass(slots=True)
-class _StageOutcome:
-    pairs_scored: int = 0
-    cache_hits: int = 0
-    backend_errors: int = 0
-    deadline_exceeded: bool = False
-    error_messages: list[str] = field(default_factory=list)
 
 
 class Reranker:
@@ -116,18 +109,13 @@ class Reranker:
         for stage_number, stage in enumerate(cascade.stages):
             if stage_number > 0:
                 pool = _best_first([doc for doc in pool if doc.score is not None])
-            pool = pool if stage.candidates is None else pool[: stage.candidates]
-            outcome = await self._score_stage(pool, stage.samples, query, prefix, task, expires_at)
-            result.pairs_scored += outcome.pairs_scored
-            result.cache_hits += outcome.cache_hits
-            result.backend_errors += outcome.backend_errors
-            result.error_messages.extend(outcome.error_messages)
-            if outcome.deadline_exceeded or outcome.backend_errors:
-                result.degraded = True
-            if outcome.deadline_exceeded:
-                result.deadline_exceeded = True
+            if stage.candidates is not None:
+                pool = pool[: stage.candidates]
+            await self._score_stage(pool, stage.samples, query, prefix, task, expires_at, result)
+            if result.deadline_exceeded:
                 break
         result.model_seconds = time.monotonic() - started
+        result.degraded = result.deadline_exceeded or result.backend_errors > 0
 
         ranked = [
             ScoredDocument(index=index, score=owner.score, samples=owner.samples, cached=owner.cached)
@@ -145,43 +133,43 @@ class Reranker:
         prefix: str,
         task: TaskDefinition,
         expires_at: float | None,
-    ) -> _StageOutcome:
-        outcome = _StageOutcome()
+        result: RerankResult,
+    ) -> None:
+        """Score `pool` with `samples` each, adding the counts, errors and deadline to `result`."""
         pending: dict[asyncio.Task[list[str]], tuple[_UniqueDocument, str]] = {}
         for doc in pool:
             key = cache_key(self.backend.model, task, query, doc.text, samples)
             cached = self.cache.get(key) if self.cache is not None else None
             if cached is not None:
                 self._record(doc, cached, cached=True)
-                outcome.cache_hits += 1
+                result.cache_hits += 1
                 continue
             prompt = RenderedPrompt(query=query, document=doc.text, prefix=prefix)
-            task_handle = asyncio.ensure_future(self.backend.generate(prompt, samples, self.sampling))
+            task_handle = asyncio.create_task(self.backend.generate(prompt, samples, self.sampling))
             pending[task_handle] = (doc, key)
         if not pending:
-            return outcome
+            return
 
         timeout = None if expires_at is None else max(0.0, expires_at - time.monotonic())
         done, not_done = await asyncio.wait(pending, timeout=timeout)
         for task_handle in not_done:
             task_handle.cancel()
         if not_done:
-            outcome.deadline_exceeded = True
+            result.deadline_exceeded = True
             await asyncio.gather(*not_done, return_exceptions=True)
         for task_handle in done:
             doc, key = pending[task_handle]
             error = task_handle.exception()
             if error is not None:
-                outcome.backend_errors += 1
-                if len(outcome.error_messages) < 3:
-                    outcome.error_messages.append(_describe(error))
+                result.backend_errors += 1
+                if len(result.error_messages) < _KEPT_ERROR_MESSAGES:
+                    result.error_messages.append(_describe(error))
                 continue
             parsed = tuple(parse_sample(text) for text in task_handle.result())
-            outcome.pairs_scored += 1
+            result.pairs_scored += 1
             if self.cache is not None:
                 self.cache.put(key, parsed)
             self._record(doc, parsed, cached=False)
-        return outcome
 
     def _record(self, doc: _UniqueDocument, samples: tuple[Sample, ...], *, cached: bool) -> None:
         doc.samples = samples
@@ -194,6 +182,8 @@ def _best_first(pool: list[_UniqueDocument]) -> list[_UniqueDocument]:
 
 
 def _describe(error: BaseException) -> str:
+    # These messages reach logs and strict 502 answers. A BackendError's is written never to quote the
+    # prompt; any other exception's message might, so only its type is kept.
     if isinstance(error, BackendError):
         return str(error)
-    return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__} from the backend"

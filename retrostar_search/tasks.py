@@ -128,8 +128,8 @@ def resolve_task(
 ) -> TaskDefinition:
     """A preset (or the default), with any of its three parts overridden.
 
-    Overriding the types without a definition rebuilds the generic definition from them, as the reference
-    does, so the definition never names types the prompt does not use.
+    On the default task, types given without a definition rebuild the generic definition from them, as the
+    reference does. A preset keeps its own definition (written for its types) unless one is given.
     """
     if name in (None, "", "default"):
         base = DEFAULT_TASK

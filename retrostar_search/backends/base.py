@@ -38,7 +38,7 @@ class BackendError(RuntimeError):
 class Backend(ABC):
     """Generates `n` sampled Retro* trajectories for one prompt."""
 
-    #: Short identifier used in logs, metrics and cache keys ("sglang", "openai", "engine", "cpu").
+    #: Short identifier for /ready, error messages and the rerank log ("sglang", "openai", "engine", "cpu").
     kind: str
     #: The model name as the backend reports it; part of every cache key.
     model: str

@@ -59,7 +59,7 @@ _STOPWORDS = frozenset(
 
 
 def _terms(text: str) -> set[str]:
-    # A crude plural/verb-suffix fold keeps "leaves"/"leaf"-style pairs closer without a stemmer dependency.
+    # A crude suffix fold ("colours"/"colour", "falling"/"fall") without a stemmer dependency.
     terms = set()
     for token in _TOKEN.findall(text.lower()):
         if token in _STOPWORDS:

@@ -43,24 +43,20 @@ class _HTTPBackend(Backend):
         self._slots = asyncio.Semaphore(max_concurrency)
 
     async def _post(self, path: str, payload: dict[str, Any]) -> Any:
+        endpoint = f"{self.kind} backend at {self.base_url}{path}"
         async with self._slots:
             try:
                 response = await self._client.post(path, json=payload)
             except httpx.TimeoutException:
-                raise BackendError(f"{self.kind} backend at {self.base_url}{path} timed out") from None
+                raise BackendError(f"{endpoint} timed out") from None
             except httpx.HTTPError as exc:
-                raise BackendError(
-                    f"{self.kind} backend at {self.base_url}{path} unreachable: {type(exc).__name__}"
-                ) from None
+                raise BackendError(f"{endpoint} unreachable: {type(exc).__name__}") from None
         if response.status_code >= 400:
-            raise BackendError(
-                f"{self.kind} backend at {self.base_url}{path} answered HTTP {response.status_code}: "
-                f"{response.text[:200]}"
-            )
+            raise BackendError(f"{endpoint} answered HTTP {response.status_code}: {response.text[:200]}")
         try:
             return response.json()
         except ValueError:
-            raise BackendError(f"{self.kind} backend at {self.base_url}{path} answered non-JSON") from None
+            raise BackendError(f"{endpoint} answered non-JSON") from None
 
     async def ready(self) -> bool:
         try:
