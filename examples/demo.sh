@@ -23,11 +23,13 @@ connector_log=$(mktemp -t retrosearch-demo-connector.XXXXXX.log)
 "$retrosearch" serve --port "$connector_port" >"$connector_log" 2>&1 &
 connector_pid=$!
 trap 'kill "$connector_pid" 2>/dev/null || true' EXIT
+connector_up() { curl -fsS "${connector_url}/health" >/dev/null 2>&1; }
 for _ in $(seq 1 100); do
-  curl -fsS "${connector_url}/health" >/dev/null 2>&1 && break
+  connector_up && break
   kill -0 "$connector_pid" 2>/dev/null || { cat "$connector_log"; exit 1; }
   sleep 0.2
 done
+connector_up || { echo "the connector did not answer on ${connector_url} within 20 s"; cat "$connector_log"; exit 1; }
 
 echo "== 3/5 index examples/demo-corpus.jsonl into 'demo'"
 "$retrosearch" index examples/demo-corpus.jsonl --index demo --url "$engine_url" --recreate

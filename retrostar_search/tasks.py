@@ -128,8 +128,10 @@ def resolve_task(
 ) -> TaskDefinition:
     """A preset (or the default), with any of its three parts overridden.
 
-    On the default task, types given without a definition rebuild the generic definition from them, as the
-    reference does. A preset keeps its own definition (written for its types) unless one is given.
+    Types given without a definition are written into the base definition in place of the base's types
+    (every definition opens "Given a query (<query type>) and a document (<doc type>)"), so the definition
+    never names types the prompt does not use; on the default task that is the reference's generic
+    definition built from the new types.
     """
     if name in (None, "", "default"):
         base = DEFAULT_TASK
@@ -143,11 +145,9 @@ def resolve_task(
     new_query_type = query_type or base.query_type
     new_doc_type = doc_type or base.doc_type
     if relevance_definition is None:
-        relevance_definition = (
-            default_definition(new_query_type, new_doc_type)
-            if base is DEFAULT_TASK
-            else base.relevance_definition
-        )
+        relevance_definition = base.relevance_definition.replace(
+            f"a query ({base.query_type})", f"a query ({new_query_type})", 1
+        ).replace(f"a document ({base.doc_type})", f"a document ({new_doc_type})", 1)
     return TaskDefinition(
         name="custom",
         query_type=new_query_type,

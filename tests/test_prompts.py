@@ -135,6 +135,18 @@ def test_custom_types_rebuild_the_generic_definition() -> None:
     assert "Query (legal question):" in prompt and "Document (statute):" in prompt
 
 
+def test_preset_types_are_rewritten_into_its_definition() -> None:
+    task = resolve_task("biology", query_type="chemistry post")
+    assert task.relevance_definition == REFERENCE_PRESETS["biology"][2].replace(
+        "(biology post)", "(chemistry post)"
+    )
+    task = resolve_task("leetcode", doc_type="code snippet")
+    assert task.relevance_definition.startswith(
+        "Given a query (LeetCode problem) and a document (code snippet), the document is relevant"
+    )
+    assert "underlying algorithms or data structures" in task.relevance_definition
+
+
 def test_custom_definition_overrides_preset() -> None:
     task = resolve_task("biology", relevance_definition="Relevant if it cites a paper.")
     assert task.relevance_definition == "Relevant if it cites a paper."

@@ -52,7 +52,7 @@ class _HTTPBackend(Backend):
             except httpx.HTTPError as exc:
                 raise BackendError(f"{endpoint} unreachable: {type(exc).__name__}") from None
         if response.status_code >= 400:
-            raise BackendError(f"{endpoint} answered HTTP {response.status_code}: {response.text[:200]}")
+            raise BackendError(f"{endpoint} answered HTTP {response.status_code}{_error_message(response)}")
         try:
             return response.json()
         except ValueError:
@@ -124,3 +124,18 @@ class OpenAIChatBackend(_HTTPBackend):
         if len(texts) != n:
             raise BackendError(f"openai backend returned {len(texts)} samples, expected {n}")
         return texts
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The server's own error message (SGLang: "message"; OpenAI-style: "error.message"), cut short.
+
+    Only that field is kept, never the raw body: some servers echo the request, which holds documents."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if message is None and isinstance(body, dict):
+        message = body.get("message") or (error if isinstance(error, str) else None)
+    return f": {str(message)[:200]}" if message else ""

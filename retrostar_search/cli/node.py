@@ -15,6 +15,7 @@ from rich.table import Table
 from retrostar_search.engines.connection import Engine
 from retrostar_search.nodes import (
     DEFAULT_HEAP,
+    DEFAULT_START_TIMEOUT_S,
     NodeError,
     NodeInfo,
     ensure_node,
@@ -64,7 +65,9 @@ def start(
     engine: EngineOption = Engine.OPENSEARCH,
     port: PortOption = None,
     heap: Annotated[str, typer.Option(help="JVM heap, both -Xms and -Xmx.")] = DEFAULT_HEAP,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for a yellow cluster.")] = 300.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for a yellow cluster.")
+    ] = DEFAULT_START_TIMEOUT_S,
 ) -> None:
     """Start the node (provisioning it on first use); says so and succeeds if it already runs."""
     try:

@@ -7,7 +7,7 @@ OpenSearch with --client-side) reranks here, by sending the BM25 candidates to t
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -27,6 +27,8 @@ from retrostar_search.cli.common import (
     scrub,
 )
 from retrostar_search.engines.connection import Engine
+from retrostar_search.engines.elasticsearch_setup import elasticsearch_reason
+from retrostar_search.engines.opensearch_ml import opensearch_reason
 from retrostar_search.engines.search import (
     ConnectorClient,
     Hit,
@@ -134,6 +136,9 @@ def search(
 
 
 def print_comparison(console: Console, outcome: RerankedSearch, engine: Engine, explain: bool) -> None:
+    if not outcome.reranked:
+        console.print(f"no hits for {outcome.query!r} in {outcome.index}")
+        return
     via = "in the search pipeline" if outcome.path == "pipeline" else "client-side"
     table = Table(
         title=escape(
@@ -155,9 +160,6 @@ def print_comparison(console: Console, outcome: RerankedSearch, engine: Engine, 
             escape(hit.id),
             escape(_label(hit)),
         )
-    if not outcome.reranked:
-        console.print(f"no hits for {outcome.query!r} in {outcome.index}")
-        return
     kept = {hit.id for hit in outcome.reranked}
     dropped = [hit.id for hit in outcome.first_stage[: len(outcome.reranked)] if hit.id not in kept]
     if dropped:
@@ -181,17 +183,13 @@ def engine_error_message(error: Exception, pipeline: str) -> str | None:
     import elasticsearch
     import opensearchpy
 
-    from retrostar_search.engines.opensearch_ml import opensearch_reason
-
     if isinstance(error, opensearchpy.TransportError):
         reason = opensearch_reason(error)
         if "pipeline" in reason.lower() and pipeline in reason:
             reason += f" (create it with: retrosearch setup opensearch --pipeline {pipeline} ...)"
         return reason
     if isinstance(error, elasticsearch.ApiError):
-        body: Any = error.body
-        detail = body.get("error") if isinstance(body, dict) else None
-        return str(detail.get("reason") if isinstance(detail, dict) else detail or error.message)
+        return elasticsearch_reason(error)
     if isinstance(error, elasticsearch.TransportError):
         return str(error)
     return None

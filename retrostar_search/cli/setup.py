@@ -7,7 +7,7 @@ What each command changes on a cluster, and why, is in docs/opensearch.md and do
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, NoReturn
 
 import typer
 from pydantic import SecretStr
@@ -34,10 +34,10 @@ from retrostar_search.engines.elasticsearch_setup import (
     delete_inference_endpoint,
     inference_endpoint_body,
     retriever_example,
-    template_violations,
 )
 from retrostar_search.engines.opensearch_ml import MLCommons
 from retrostar_search.engines.opensearch_setup import (
+    PRIVATE_IP_ENABLED,
     OpenSearchRerankSetup,
     PlannedRequest,
     RerankWiring,
@@ -156,8 +156,8 @@ def setup_opensearch(
         wiring = RerankWiring(
             connector_url=connector_url,
             connector_api_key=SecretStr(connector_api_key) if connector_api_key else None,
-            read_timeout_s=read_timeout or default_timeout,
-            connection_timeout_s=connection_timeout or default_timeout,
+            read_timeout_s=default_timeout if read_timeout is None else read_timeout,
+            connection_timeout_s=default_timeout if connection_timeout is None else connection_timeout,
             fields=_split_fields(fields),
             pipeline=pipeline,
             name=name,
@@ -169,17 +169,15 @@ def setup_opensearch(
         raise typer.BadParameter(str(error)) from None
     target = scrub(connection.resolved_url, connection)
     if dry_run:
-        console.print(f"# dry run: the requests `setup opensearch` sends to {target} on a first run")
+        console.print(f"# dry run: the requests `setup opensearch` sends to {escape(target)} on a first run")
         _print_plan(console, dry_run_plan(wiring))
         return
 
     console.print(f"wiring {escape(wiring.connector_url)} into OpenSearch at {escape(target)}")
-    setup = OpenSearchRerankSetup(_ml(connection), report=lambda line: console.print(f"  {escape(line)}"))
     try:
-        result = setup.apply(wiring, smoke_test=smoke_test)
+        result = _opensearch_setup(connection, console).apply(wiring, smoke_test=smoke_test)
     except SetupError as error:
-        console.print(f"[red]setup failed:[/] {escape(scrub(str(error), connection))}")
-        raise typer.Exit(EXIT_FAILED) from None
+        _fail(console, "setup failed:", error, connection)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
     if default_pipeline:
@@ -212,19 +210,14 @@ def teardown_opensearch(
     """Remove the pipeline (and any index default pointing at it), the model and the connector."""
     console = Console(highlight=False)
     connection = engine_connection(Engine.OPENSEARCH, url, username, password, api_key, ca_certs, insecure)
-    setup = OpenSearchRerankSetup(_ml(connection), report=lambda line: console.print(f"  {escape(line)}"))
     try:
-        removed = setup.teardown(name=name, pipeline=pipeline)
+        removed = _opensearch_setup(connection, console).teardown(name=name, pipeline=pipeline)
     except SetupError as error:
-        console.print(f"[red]teardown failed:[/] {escape(scrub(str(error), connection))}")
-        raise typer.Exit(EXIT_FAILED) from None
+        _fail(console, "teardown failed:", error, connection)
     if not removed:
         console.print(f"nothing to remove: no pipeline {pipeline!r}, connector or model named {name!r}")
     else:
-        console.print(
-            "done. plugins.ml_commons.connector.private_ip_enabled is left as it is (other connectors may "
-            "need it)."
-        )
+        console.print(f"done. {PRIVATE_IP_ENABLED} is left as it is (other connectors may need it).")
 
 
 @setup_app.command("elasticsearch")
@@ -253,9 +246,6 @@ def setup_elasticsearch(
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    problems = template_violations(inference_endpoint_body(wiring))
-    if problems:  # a bug here, not a user error: the body is ours
-        raise RuntimeError(f"inference endpoint body breaks the custom service rules: {problems}")
     target = scrub(connection.resolved_url, connection)
     retriever = retriever_example(inference_id, "your query", field)
     if dry_run:
@@ -276,11 +266,9 @@ def setup_elasticsearch(
     try:
         create_inference_endpoint(connection.elasticsearch_client(), wiring, target)
     except LicenceError as error:
-        console.print(f"[red]licence:[/] {escape(scrub(str(error), connection))}")
-        raise typer.Exit(EXIT_LICENCE) from None
+        _fail(console, "licence:", error, connection, EXIT_LICENCE)
     except ElasticsearchSetupError as error:
-        console.print(f"[red]setup failed:[/] {escape(scrub(str(error), connection))}")
-        raise typer.Exit(EXIT_FAILED) from None
+        _fail(console, "setup failed:", error, connection)
     console.print(
         f"[green]created[/] rerank inference endpoint {inference_id!r} -> {escape(wiring.connector_url)}"
     )
@@ -305,8 +293,7 @@ def teardown_elasticsearch(
     try:
         removed = delete_inference_endpoint(connection.elasticsearch_client(), inference_id, target)
     except ElasticsearchSetupError as error:
-        console.print(f"[red]teardown failed:[/] {escape(scrub(str(error), connection))}")
-        raise typer.Exit(EXIT_FAILED) from None
+        _fail(console, "teardown failed:", error, connection)
     console.print(
         f"removed inference endpoint {inference_id!r}"
         if removed
@@ -319,8 +306,18 @@ def register(app: typer.Typer) -> None:
     app.add_typer(teardown_app, name="teardown")
 
 
-def _ml(connection: EngineConnection) -> MLCommons:
-    return MLCommons(connection.opensearch_client())
+def _opensearch_setup(connection: EngineConnection, console: Console) -> OpenSearchRerankSetup:
+    """The OpenSearch wiring on this cluster, printing each step it takes as an indented line."""
+    ml = MLCommons(connection.opensearch_client())
+    return OpenSearchRerankSetup(ml, report=lambda line: console.print(f"  {escape(line)}"))
+
+
+def _fail(
+    console: Console, label: str, error: Exception, connection: EngineConnection, code: int = EXIT_FAILED
+) -> NoReturn:
+    """Print the failure (the engine's own reason, with the connection's secrets scrubbed) and exit."""
+    console.print(f"[red]{label}[/] {escape(scrub(str(error), connection))}")
+    raise typer.Exit(code) from None
 
 
 def _split_fields(fields: str) -> tuple[str, ...]:
@@ -331,8 +328,4 @@ def _print_plan(console: Console, plan: list[PlannedRequest]) -> None:
     for request in plan:
         console.print(f"\n# {escape(request.purpose)}\n{request.method} {escape(request.path)}")
         if request.body is not None:
-            console.print(escape(_json(request.body)), soft_wrap=True)
-
-
-def _json(body: Any) -> str:
-    return json.dumps(body, indent=2, ensure_ascii=False)
+            console.print(escape(json.dumps(request.body, indent=2, ensure_ascii=False)), soft_wrap=True)

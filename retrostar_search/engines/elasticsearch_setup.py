@@ -25,12 +25,15 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from retrostar_search.engines.connector_endpoint import MASK, NO_API_KEY, RERANK_PATH, connector_base_url
 from retrostar_search.engines.search import first_stage_body
+
+if TYPE_CHECKING:
+    from elasticsearch import ApiError
 
 ENTERPRISE_LICENCES = frozenset({"enterprise", "trial"})
 SERVICE_SETTINGS_KEYS = frozenset(
@@ -221,8 +224,8 @@ def _endpoint_exists(client: Any, inference_id: str) -> bool:
     return True
 
 
-def _setup_error(error: Any, es_url: str) -> ElasticsearchSetupError:
-    reason = _reason(error.body)
+def _setup_error(error: ApiError, es_url: str) -> ElasticsearchSetupError:
+    reason = elasticsearch_reason(error)
     if error.meta.status == 403 and "licen" in reason.lower():
         return LicenceError(f"{licence_explanation(None, es_url)}\nElasticsearch said: {reason}")
     if "no handler found" in reason:
@@ -234,14 +237,12 @@ def _setup_error(error: Any, es_url: str) -> ElasticsearchSetupError:
     return ElasticsearchSetupError(f"Elasticsearch refused the inference endpoint: {reason}")
 
 
-def _reason(body: Any) -> str:
-    if isinstance(body, Mapping):
-        detail = body.get("error")
-        if isinstance(detail, Mapping):
-            return str(detail.get("reason") or detail)
-        if detail:
-            return str(detail)
-    return str(body)
+def elasticsearch_reason(error: ApiError) -> str:
+    """Elasticsearch's `error.reason` (or the best text there is) from a failed call."""
+    detail = error.body.get("error") if isinstance(error.body, Mapping) else None
+    if isinstance(detail, Mapping):
+        return str(detail.get("reason") or detail)
+    return str(detail or error.message)
 
 
 def _unresolved(template: str, where: str, values: Mapping[str, str]) -> list[str]:

@@ -436,8 +436,9 @@ def _is_private_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bo
     return address.is_private or address.is_loopback or address.is_link_local or address.is_unspecified
 
 
-# Characters that mean something in a Java (and Python) regex; escaping them with a backslash is valid in
-# both, unlike Python's re.escape, whose output Java need not accept.
+# Characters that mean something in a Java (and Python) regex. Not re.escape: setup finds its entry among
+# those in effect by string equality, so the escaping must stay the same across runs (re.escape's has
+# changed between Python versions), and escaping only these keeps entries readable (`connector-host`).
 _REGEX_SPECIAL = set("\\.[]{}()*+?^$|")
 
 

@@ -1,7 +1,7 @@
 """Searching an index with and without Retro* reranking: the one API the CLI, the evaluation and the
 explorer page share.
 
-Three ways to get a reranked list, all returning `Hit`s:
+Three ways to get a list of `Hit`s, two of them reranked:
 
 - ``search_through_pipeline``: OpenSearch reranks inside the search, through the search pipeline that
   ``retrosearch setup opensearch`` created (``?search_pipeline=`` plus ``ext.rerank.query_context``).
@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
 from retrostar_search.engines.connection import Engine
+from retrostar_search.engines.connector_endpoint import RERANK_PATH
 
 DEFAULT_FIELDS: tuple[str, ...] = ("title", "text")
 TITLE_FIELD = "title"
@@ -192,9 +193,11 @@ class ConnectorClient:
     which is better than a client-side timeout with nothing."""
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
-        self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+        # What messages and reports name: the URL without any user:password written into it (httpx
+        # still sends those as basic auth).
+        self.base_url = str(httpx.URL(base_url).copy_with(userinfo=b"")).rstrip("/")
 
     def rerank(
         self,
@@ -217,7 +220,7 @@ class ConnectorClient:
         if task is not None:
             payload["task"] = task
         try:
-            response = self._http.post("/v1/rerank", json=payload)
+            response = self._http.post(RERANK_PATH, json=payload)
         except httpx.TimeoutException:
             raise SearchError(f"the connector at {self.base_url} timed out") from None
         except httpx.HTTPError as error:
@@ -264,7 +267,7 @@ def rerank_client_side(
     """The hits reordered by the connector's scores (it breaks ties by the input order), the best `top`
     kept, each with its new rank and Retro* score (None when the connector could not score it)."""
     texts = [document_text(hit.source, fields) for hit in hits]
-    scores = connector.rerank(query, texts, explain, task, document_ids=[hit.id for hit in hits])
+    scores = connector.rerank(query, texts, explain=explain, task=task, document_ids=[hit.id for hit in hits])
     reranked = []
     for rank, score in enumerate(scores, start=1):
         hit = replace(
@@ -287,7 +290,7 @@ def attach_explanations(
     """The hits (order kept) with the connector's reasoning for each. The pipeline path returns scores
     only; asking the connector for the same document texts gets the same scores, from its cache."""
     texts = [document_text(hit.source, fields) for hit in hits]
-    scores = connector.rerank(query, texts, True, task, document_ids=[hit.id for hit in hits])
+    scores = connector.rerank(query, texts, explain=True, task=task, document_ids=[hit.id for hit in hits])
     by_index = {score.index: score for score in scores}
     return [replace(hit, explanation=by_index[i].explanation) for i, hit in enumerate(hits)]
 
@@ -298,7 +301,7 @@ class RerankedSearch:
 
     query: str
     index: str
-    path: str  # "pipeline" (reranked inside OpenSearch) or "client-side"
+    path: Literal["pipeline", "client-side"]  # reranked inside OpenSearch, or here through the connector
     first_stage: list[Hit]
     reranked: list[Hit]
 

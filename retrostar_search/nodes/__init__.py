@@ -6,6 +6,7 @@ Public API for the CLI, the test fixtures and other code: `ensure_node`, `stop_n
 from retrostar_search.nodes.errors import NodeError
 from retrostar_search.nodes.manager import (
     DEFAULT_HEAP,
+    DEFAULT_START_TIMEOUT_S,
     NodeInfo,
     NodeStatus,
     ensure_node,
@@ -16,6 +17,7 @@ from retrostar_search.nodes.manager import (
 
 __all__ = [
     "DEFAULT_HEAP",
+    "DEFAULT_START_TIMEOUT_S",
     "NodeError",
     "NodeInfo",
     "NodeStatus",

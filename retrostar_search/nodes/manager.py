@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from dataclasses import dataclass
@@ -136,10 +137,9 @@ def node_status(engine: Engine | str = Engine.OPENSEARCH, port: int | None = Non
     pgid = running_group(home)
     info = None
     if pgid is not None:
-        try:
+        # Alive but not answering (starting, or wedged) leaves `info` None.
+        with contextlib.suppress(NodeError):
             info = _info(spec, url, home, pgid, started_by_us=False)
-        except NodeError:
-            info = None  # alive but not answering: starting, or wedged
     return NodeStatus(spec.engine, port, url, home, home / LOG_FILE, pgid, info)
 
 

@@ -48,8 +48,6 @@ class EngineSpec:
     modules: tuple[ModuleSpec, ...]
     #: Installed in this order: each may extend the ones before it.
     plugins: tuple[Coordinate, ...]
-    #: Plugin names as `_cat/plugins` lists them, to check a node is complete.
-    plugin_names: tuple[str, ...]
     launcher: str
     plugin_cli: str
     config_file: str
@@ -99,7 +97,6 @@ OPENSEARCH = EngineSpec(
         Coordinate("org.opensearch.plugin", name, _OPENSEARCH_PLUGIN_VERSION, "zip")
         for name in ("opensearch-job-scheduler", "opensearch-knn", "opensearch-ml-plugin", "neural-search")
     ),
-    plugin_names=("opensearch-job-scheduler", "opensearch-knn", "opensearch-ml", "opensearch-neural-search"),
     launcher="bin/opensearch",
     plugin_cli="bin/opensearch-plugin",
     config_file="opensearch.yml",
@@ -125,7 +122,6 @@ ELASTICSEARCH = EngineSpec(
     # there), so this node has only the analyzers built into the server: see docs/nodes.md.
     modules=(),
     plugins=(),
-    plugin_names=(),
     launcher="bin/elasticsearch",
     plugin_cli="bin/elasticsearch-plugin",
     config_file="elasticsearch.yml",
