@@ -18,8 +18,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
-
 from connector.factory import build_backend, build_cache, build_reranker
 from connector.settings import ConnectorSettings
 from retrostar_search.backends.base import BackendError
@@ -113,8 +111,7 @@ class ConnectorLeg:
     def describe(self) -> dict[str, Any]:
         return {
             "path": "connector",
-            # Printed and saved in summary.json: never with credentials written into the URL.
-            "connector_url": str(httpx.URL(self.client.base_url).copy_with(userinfo=b"")),
+            "connector_url": self.client.base_url,  # ConnectorClient keeps it without credentials
             "task": self.task or "server default",
         }
 
