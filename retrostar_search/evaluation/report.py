@@ -8,7 +8,6 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from retrostar_search.evaluation.plot import plot_summary
 from retrostar_search.evaluation.runner import QueryRun
 from retrostar_search.evaluation.summary import EvalSummary
 
@@ -22,6 +21,9 @@ RERANKED_RUN = "run.reranked.trec"
 
 def write_report(summary: EvalSummary, runs: Sequence[QueryRun], out: Path) -> dict[str, str]:
     """Write every output file under ``out``; returns {kind: path} (also recorded in the summary)."""
+    # matplotlib costs a quarter second to import: only `eval` pays it, not every `retrosearch` command.
+    from retrostar_search.evaluation.plot import plot_summary
+
     out.mkdir(parents=True, exist_ok=True)
     outputs = {
         "per_query_json": _write_per_query_json(summary, out / PER_QUERY_JSON),
