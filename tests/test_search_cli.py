@@ -146,3 +146,15 @@ def test_missing_pipeline_points_at_setup(
     )  # fmt: skip
     assert code == 1
     assert "retrosearch setup opensearch" in " ".join(output.split())
+
+
+def test_scores_from_the_cpu_fallback_are_labelled_as_not_retrostar(
+    elasticsearch_url: str, es_index: str, connector_server
+) -> None:
+    fallback = connector_server(backend="cpu")
+    code, table = cli(
+        "search", QUERY, "--engine", "elasticsearch", "--url", elasticsearch_url, "--index", INDEX,
+        "--connector-url", fallback.url, "--candidates", "5", "--top", "3",
+    )  # fmt: skip
+    assert code == 0, table
+    assert "reranked by the CPU fallback (not Retro*) client-side" in table

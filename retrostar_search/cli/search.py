@@ -120,6 +120,7 @@ def search(
                 explain=explain,
                 task=task,
             )
+            fallback = connector.backend_kind() == "cpu"
     except SearchError as error:
         console.print(f"[red]rerank failed:[/] {escape(str(error))}")
         raise typer.Exit(EXIT_FAILED) from None
@@ -132,10 +133,13 @@ def search(
     if as_json:
         print(json.dumps({"engine": engine.value, **outcome.to_dict()}, ensure_ascii=False, indent=2))
         return
-    print_comparison(console, outcome, engine, explain)
+    print_comparison(console, outcome, engine, explain, fallback)
 
 
-def print_comparison(console: Console, outcome: RerankedSearch, engine: Engine, explain: bool) -> None:
+def print_comparison(
+    console: Console, outcome: RerankedSearch, engine: Engine, explain: bool, fallback: bool
+) -> None:
+    """The reranked hits as a table; `fallback` labels scores from the CPU fallback as not Retro*'s."""
     if not outcome.reranked:
         console.print(f"no hits for {outcome.query!r} in {outcome.index}")
         return
@@ -143,12 +147,13 @@ def print_comparison(console: Console, outcome: RerankedSearch, engine: Engine, 
     table = Table(
         title=escape(
             f"{outcome.query!r} in {outcome.index} ({engine.value}): BM25 top {len(outcome.first_stage)}, "
-            f"reranked by Retro* {via}"
+            f"reranked by {'the CPU fallback (not Retro*)' if fallback else 'Retro*'} {via}"
         ),
         title_justify="left",
     )
-    table.add_column("BM25 → Retro*", justify="right", no_wrap=True)
-    table.add_column("Retro*", justify="right")
+    scores = "fallback" if fallback else "Retro*"
+    table.add_column(f"BM25 → {scores}", justify="right", no_wrap=True)
+    table.add_column(scores, justify="right")
     table.add_column("BM25", justify="right")
     table.add_column("id", overflow="fold")
     table.add_column("title / snippet")

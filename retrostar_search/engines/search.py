@@ -199,6 +199,15 @@ class ConnectorClient:
         # still sends those as basic auth).
         self.base_url = str(httpx.URL(base_url).copy_with(userinfo=b"")).rstrip("/")
 
+    def backend_kind(self) -> str | None:
+        """The connector's backend ("sglang", "openai", "engine", "cpu") as its /ready reports it; None when
+        the connector does not answer. Lets output say when scores come from the CPU fallback, not Retro*."""
+        try:
+            body = self._http.get("/ready", timeout=5.0).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        return body.get("backend") if isinstance(body, dict) else None
+
     def rerank(
         self,
         query: str,
