@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from index_tools.readers.jsonl import total_count
 from retrostar_search.evaluation.collection import EvalCollection
 from retrostar_search.evaluation.metrics import Metric, mean_scores, score_run
 from retrostar_search.evaluation.runner import QueryRun
@@ -71,11 +72,11 @@ class EvalSummary:
 
     @property
     def pairs_scored(self) -> int | None:
-        return _total(result.pairs_scored for result in self.per_query)
+        return total_count(result.pairs_scored for result in self.per_query)
 
     @property
     def cache_hits(self) -> int | None:
-        return _total(result.cache_hits for result in self.per_query)
+        return total_count(result.cache_hits for result in self.per_query)
 
     @property
     def degraded_queries(self) -> int:
@@ -175,16 +176,6 @@ def _delta(first_stage: dict[str, float], reranked: dict[str, float] | None) -> 
     if reranked is None:
         return None
     return {name: reranked[name] - value for name, value in first_stage.items()}
-
-
-def _total(counts: Iterable[int | None]) -> int | None:
-    """The sum, or None when any count is unknown: a partial total would read as exact."""
-    total = 0
-    for count in counts:
-        if count is None:
-            return None
-        total += count
-    return total
 
 
 def _rounded(seconds: float | None) -> float | None:
