@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from connector.errors import install_error_handlers
 from connector.explorer.engines import ExplorerEngines
 from connector.explorer.routes import EXPLORER_ROUTES, install_explorer
-from connector.factory import build_backend, build_cache, build_reranker
 from connector.metrics import ConnectorMetrics, RequestMetricsMiddleware
 from connector.openapi import publish_request_schemas
 from connector.rerank_log import RerankLogCollector, RerankLogWriter
@@ -21,6 +20,7 @@ from connector.service import RerankService
 from connector.settings import ConnectorSettings
 from retrostar_search import __version__
 from retrostar_search.backends.base import Backend
+from retrostar_search.reranker import Reranker
 
 DESCRIPTION = """Reranks documents with Retro*, an LLM that reasons about relevance and ends with a 0-100
 score, served by SGLang. Speaks Cohere's rerank API (what OpenSearch's and Elasticsearch's rerank
@@ -37,16 +37,10 @@ def create_app(settings: ConnectorSettings | None = None, backend: Backend | Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Built inside the server's event loop: HTTP clients and engines bind to the loop that uses them.
         # Torn down in reverse: the explorer's clients, then the log (writing what is queued), then the
-        # cache and the backend.
+        # reranker (its cache and the backend it built).
         async with AsyncExitStack() as resources:
-            active_backend = backend or build_backend(settings)
-            if backend is None:
-                resources.push_async_callback(active_backend.aclose)
-            cache = build_cache(settings)
-            if cache is not None:
-                resources.callback(cache.close)
+            reranker = await resources.enter_async_context(Reranker.from_settings(settings, backend=backend))
             rerank_log = await resources.enter_async_context(_rerank_log(settings, metrics))
-            reranker = build_reranker(settings, active_backend, cache)
             app.state.service = RerankService(settings, reranker, metrics, rerank_log)
             if settings.explore:
                 app.state.explorer = resources.enter_context(closing(ExplorerEngines.from_settings(settings)))

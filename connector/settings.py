@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,23 +22,12 @@ from pydantic_settings import (
 )
 
 from connector.explorer.settings import ExplorerSettings
-from connector.rerank_log.settings import RerankLogSettings
-from retrostar_search.backends.base import SamplingParams
 from retrostar_search.engines.connection import EngineConnection
-from retrostar_search.prompts import ChatFormat
-from retrostar_search.scoring import Cascade, UnparsedPolicy
-from retrostar_search.tasks import TaskDefinition, load_task_file, resolve_task
+from retrostar_search.rerank_log.settings import RerankLogSettings
+from retrostar_search.settings import RerankerSettings
 
 ENV_PREFIX = "RETROSEARCH_"
 CONFIG_ENV_VAR = f"{ENV_PREFIX}CONFIG"
-DEFAULT_MODEL = "ljw13/retro-star-qwen3-14b-0928"
-
-
-class BackendKind(StrEnum):
-    SGLANG = "sglang"  # SGLang's native /generate
-    OPENAI = "openai"  # the OpenAI-compatible chat API (SGLang, vLLM)
-    ENGINE = "engine"  # sglang.Engine in this process
-    CPU = "cpu"  # the lexical fallback: NOT Retro*
 
 
 class LogLevel(StrEnum):
@@ -49,95 +38,14 @@ class LogLevel(StrEnum):
     DEBUG = "debug"
 
 
-class ConnectorSettings(BaseSettings, RerankLogSettings, ExplorerSettings):
-    """The connector's own settings here; the rerank log's `log_*` and the explorer's `explore_*` fields
-    come from their mixins."""
-
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+class ServerSettings(BaseModel):
+    """The HTTP service: where it listens, who may call it, how long a rerank may take."""
 
     config: Path | None = Field(
         default=None,
         description="TOML file with any of these settings as flat keys; CLI options and environment "
         "variables win over it.",
     )
-
-    # The model backend.
-    backend: BackendKind = Field(
-        default=BackendKind.SGLANG,
-        description="sglang: SGLang's native /generate; openai: the OpenAI-compatible chat API (SGLang, "
-        "vLLM); engine: sglang.Engine in this process (GPU host, 'sglang' extra); cpu: a lexical fallback "
-        "that is NOT Retro*, for plumbing only.",
-    )
-    backend_url: str = Field(
-        default="http://127.0.0.1:30000", description="Base URL of the SGLang (or vLLM) server."
-    )
-    backend_api_key: SecretStr | None = Field(
-        default=None, description="Bearer key the backend expects (SGLang's --api-key)."
-    )
-    model: str = Field(
-        default=DEFAULT_MODEL,
-        description="Model name sent to the chat API and part of every cache key; the model path for the "
-        "engine backend.",
-    )
-    chat_format: ChatFormat = Field(
-        default=ChatFormat.QWEN3,
-        description="Chat template applied for /generate and the engine: qwen3 (Retro* *-0928) or qwen2.5 "
-        "(Retro* *-0923).",
-    )
-    max_concurrency: int = Field(
-        default=256, ge=1, description="Most (query, document) pairs in flight to the backend at once."
-    )
-    tp_size: int = Field(default=1, ge=1, description="Tensor-parallel GPUs for the engine backend.")
-
-    # What "relevant" means.
-    task: str | None = Field(
-        default=None, description="Task preset (one of BRIGHT's 12, e.g. biology); default: generic."
-    )
-    query_type: str | None = Field(default=None, description="Override the task's query type.")
-    doc_type: str | None = Field(default=None, description="Override the task's document type.")
-    relevance_definition: str | None = Field(
-        default=None, description="Override the task's relevance definition."
-    )
-    task_file: Path | None = Field(
-        default=None,
-        description="JSON or TOML file with task / query_type / doc_type / relevance_definition "
-        "(instead of the four settings above).",
-    )
-
-    # Sampling and scoring.
-    samples: int = Field(default=1, ge=1, description="Samples K per pair; the score is their mean.")
-    cascade: str | None = Field(
-        default=None,
-        description="Cascade plan replacing --samples, e.g. '100@1,30@16' (the reference: all top-100 "
-        "with 1 sample, then the best 30 again with 16).",
-    )
-    unparsed: UnparsedPolicy = Field(
-        default=UnparsedPolicy.ZERO,
-        description="A sample without <score>: zero (counts 0, like the reference) or skip (left out of "
-        "the mean).",
-    )
-    temperature: float = Field(default=0.6, ge=0, description="Sampling temperature.")
-    top_k: int = Field(default=40, description="Sampling top-k (-1: off).")
-    max_new_tokens: int = Field(default=1024, ge=1, description="Most generated tokens per sample.")
-
-    # Document truncation (off by default, like the reference).
-    truncate_tokens: int | None = Field(
-        default=None, ge=1, description="Cut each document to this many tokens (needs --tokenizer)."
-    )
-    tokenizer: str | None = Field(
-        default=None, description="Local folder of the model's tokenizer, for --truncate-tokens."
-    )
-    truncate_chars: int | None = Field(
-        default=None, ge=1, description="Cut each document to this many characters (no tokenizer needed)."
-    )
-
-    # Score cache.
-    cache_size: int = Field(default=100_000, ge=0, description="Scores kept in memory (0: no cache).")
-    cache_path: Path | None = Field(
-        default=None, description="sqlite file that keeps scores across restarts."
-    )
-
-    # The HTTP service.
     host: str = Field(default="127.0.0.1", description="Interface to listen on.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
     api_key: SecretStr | None = Field(
@@ -153,6 +61,19 @@ class ConnectorSettings(BaseSettings, RerankLogSettings, ExplorerSettings):
         default=False,
         description="Answer 502/504 instead of a degraded 200 when the backend fails or the deadline passes.",
     )
+    log_level: LogLevel = Field(default=LogLevel.INFO, description="Log level.")
+
+    def deadline_seconds(self, requested: float | None = None) -> float | None:
+        """The deadline for one request: the server's, or a shorter one the request asks for."""
+        server = self.deadline or None
+        if requested is None:
+            return server
+        return requested if server is None else min(requested, server)
+
+
+class LimitSettings(BaseModel):
+    """What one request may hold: refused with 413, or 429 when too many are in flight."""
+
     max_documents: int = Field(default=1000, ge=1, description="Most documents in one request (else 413).")
     max_document_chars: int = Field(
         default=100_000, ge=1, description="Most characters in one document (else 413)."
@@ -163,7 +84,15 @@ class ConnectorSettings(BaseSettings, RerankLogSettings, ExplorerSettings):
     max_concurrent_requests: int = Field(
         default=64, ge=1, description="Rerank requests served at once; more get 429 with Retry-After."
     )
-    log_level: LogLevel = Field(default=LogLevel.INFO, description="Log level.")
+
+
+class ConnectorSettings(
+    BaseSettings, ServerSettings, RerankerSettings, LimitSettings, RerankLogSettings, ExplorerSettings
+):
+    """The reranker's settings (the core's `RerankerSettings`), the HTTP service's, and the rerank log's
+    `log_*` and the explorer's `explore_*` fields, all flat."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     @classmethod
     def settings_customise_sources(
@@ -182,15 +111,8 @@ class ConnectorSettings(BaseSettings, RerankLogSettings, ExplorerSettings):
         return init_settings, env_settings, _toml_source(settings_cls, Path(config_path))
 
     @model_validator(mode="after")
-    def _check_combinations(self) -> ConnectorSettings:
-        # Build the derived objects once here so that a bad value fails at startup, not on a request.
-        try:
-            self.task_definition()
-        except OSError as exc:
-            raise ValueError(f"task_file: {exc}") from exc
-        self.cascade_plan()
-        if self.truncate_tokens is not None and self.tokenizer is None:
-            raise ValueError("truncate_tokens needs tokenizer (a local tokenizer folder)")
+    def _check_connections(self) -> ConnectorSettings:
+        # RerankerSettings has checked its own combinations by now; these are the engines'.
         try:
             # Builds the explorer's engine connection and, when the log is on, the log's.
             self.explorer_connection()
@@ -202,37 +124,6 @@ class ConnectorSettings(BaseSettings, RerankLogSettings, ExplorerSettings):
     def explorer_connection(self) -> EngineConnection:
         """The engine the explorer searches: see `ExplorerSettings.explore_connection`."""
         return self.explore_connection(self.log_connection() if self.log_enabled else None)
-
-    def task_definition(self) -> TaskDefinition:
-        overrides = (self.task, self.query_type, self.doc_type, self.relevance_definition)
-        if self.task_file is not None:
-            if any(value is not None for value in overrides):
-                raise ValueError(
-                    "task_file replaces task, query_type, doc_type and relevance_definition: give one or "
-                    "the other"
-                )
-            return load_task_file(self.task_file)
-        return resolve_task(
-            self.task,
-            query_type=self.query_type,
-            doc_type=self.doc_type,
-            relevance_definition=self.relevance_definition,
-        )
-
-    def cascade_plan(self) -> Cascade:
-        return Cascade.parse(self.cascade) if self.cascade else Cascade.single(self.samples)
-
-    def sampling_params(self) -> SamplingParams:
-        return SamplingParams(
-            temperature=self.temperature, top_k=self.top_k, max_new_tokens=self.max_new_tokens
-        )
-
-    def deadline_seconds(self, requested: float | None = None) -> float | None:
-        """The deadline for one request: the server's, or a shorter one the request asks for."""
-        server = self.deadline or None
-        if requested is None:
-            return server
-        return requested if server is None else min(requested, server)
 
 
 def _toml_source(settings_cls: type[BaseSettings], path: Path) -> TomlConfigSettingsSource:

@@ -3,6 +3,9 @@
 It renders prompts, serves what it can from the score cache, sends every remaining pair to the backend at
 once (SGLang batches them and shares the query-side prefix), integrates the samples, runs the cascade, and
 honours a deadline by returning what is known instead of waiting.
+
+Built from settings and used as an async context manager, it owns its backend and cache (the lifecycle
+of infinity_emb's engine): ``async with Reranker.from_settings(settings) as reranker: ...``.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 
 from retrostar_search.backends.base import Backend, BackendError, SamplingParams
 from retrostar_search.cache import ScoreCache, cache_key
+from retrostar_search.factory import build_backend, build_cache, build_truncation
 from retrostar_search.prompts import RenderedPrompt, Truncation, render_prefix
 from retrostar_search.scoring import Cascade, Sample, UnparsedPolicy, integrate, parse_sample
+from retrostar_search.settings import RerankerSettings
 from retrostar_search.tasks import DEFAULT_TASK, TaskDefinition
 
 _KEPT_ERROR_MESSAGES = 3  # per rerank: enough to say what went wrong without one line per failed pair
@@ -64,6 +70,9 @@ class _UniqueDocument:
 
 
 class Reranker:
+    """Closing it (``aclose``, or leaving ``async with``) closes its cache and, unless `owns_backend` is
+    False, its backend."""
+
     def __init__(
         self,
         backend: Backend,
@@ -73,6 +82,7 @@ class Reranker:
         sampling: SamplingParams | None = None,
         unparsed_policy: UnparsedPolicy = UnparsedPolicy.ZERO,
         truncation: Truncation | None = None,
+        owns_backend: bool = True,
     ) -> None:
         self.backend = backend
         self.cache = cache
@@ -80,6 +90,47 @@ class Reranker:
         self.sampling = sampling or SamplingParams()
         self.unparsed_policy = unparsed_policy
         self.truncation = truncation or Truncation()
+        self._owns_backend = owns_backend
+
+    @classmethod
+    def from_settings(cls, settings: RerankerSettings, *, backend: Backend | None = None) -> Reranker:
+        """The reranker the settings describe: backend, score cache, cascade, sampling, truncation. A
+        `backend` passed in is used instead of building one, and stays the caller's to close.
+
+        Call it inside the event loop that will use it: HTTP clients and engines bind to their loop."""
+        cache = build_cache(settings)
+        try:
+            truncation = build_truncation(settings)  # may load a tokenizer: before the backend exists
+            return cls(
+                backend or build_backend(settings),
+                cache=cache,
+                cascade=settings.cascade_plan(),
+                sampling=settings.sampling_params(),
+                unparsed_policy=settings.unparsed,
+                truncation=truncation,
+                owns_backend=backend is None,
+            )
+        except BaseException:
+            if cache is not None:
+                cache.close()
+            raise
+
+    async def __aenter__(self) -> Reranker:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+        if self._owns_backend:
+            await self.backend.aclose()
 
     async def rerank(
         self,

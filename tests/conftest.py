@@ -14,11 +14,11 @@ from fastapi.testclient import TestClient
 
 from connector.app import create_app
 from connector.background import BackgroundServer
-from connector.rerank_log.schema import retention_policy_name
 from connector.settings import ENV_PREFIX as CONNECTOR_ENV_PREFIX
 from connector.settings import ConnectorSettings
 from retrostar_search.engines.connection import Engine, EngineConnection
 from retrostar_search.nodes import NodeError, ensure_node, stop_node
+from retrostar_search.rerank_log.schema import retention_policy_name
 from tests.scripted_sglang import ScriptedSGLangServer
 
 if TYPE_CHECKING:

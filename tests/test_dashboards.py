@@ -20,12 +20,12 @@ import pytest
 from typer.testing import CliRunner
 
 from connector.rerank_log import RerankLogSettings, RerankLogWriter
-from connector.rerank_log.schema import MAPPING_PROPERTIES, retention_policy_name, template_name
 from retrostar_search.cli import app
 from retrostar_search.dashboards import DEFAULT_INDEX_PATTERN, Target, saved_objects, to_ndjson
 from retrostar_search.dashboards.index_pattern import field_types
 from retrostar_search.dashboards.saved_objects import INDEX_REF_NAME
 from retrostar_search.engines.connection import Engine, EngineConnection
+from retrostar_search.rerank_log.schema import MAPPING_PROPERTIES, retention_policy_name, template_name
 from tests.test_rerank_log import free_port, make_event
 
 TARGETS = list(Target)

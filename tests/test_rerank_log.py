@@ -28,15 +28,15 @@ from connector.rerank_log import writer as writer_module
 from connector.rerank_log.install import ilm_policy, ism_policy
 from connector.rerank_log.metrics import RerankLogCollector
 from connector.rerank_log.records import REASONING_EXCERPT_CHARS, event_records, reasoning_excerpt, short_hash
-from connector.rerank_log.schema import (
+from retrostar_search.backends.sglang_http import SGLangGenerateBackend
+from retrostar_search.engines.connection import Engine, EngineConnection
+from retrostar_search.rerank_log.schema import (
     MAPPING_PROPERTIES,
     TEMPLATE_PRIORITY,
     daily_index,
     retention_policy_name,
     template_name,
 )
-from retrostar_search.backends.sglang_http import SGLangGenerateBackend
-from retrostar_search.engines.connection import Engine, EngineConnection
 from retrostar_search.reranker import Reranker
 from retrostar_search.scoring import Cascade
 from tests.scripted_sglang import ScriptedSGLangServer

@@ -16,9 +16,10 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from connector.background import free_port
-from connector.settings import ENV_PREFIX, BackendKind, ConnectorSettings
+from connector.settings import ENV_PREFIX, ConnectorSettings
 from retrostar_search.cli import app as cli_app
 from retrostar_search.scoring import Cascade
+from retrostar_search.settings import BackendKind
 from retrostar_search.tasks import PRESETS
 from tests.scripted_sglang import ScriptedSGLangServer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.rerank_log.schema import index_pattern
+from retrostar_search.rerank_log.schema import index_pattern
 
 
 def searchable_indices(client: Any, log_index: str | None) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.rerank_log.schema import TIMESTAMP_FIELD, RecordKind, index_pattern
+from retrostar_search.rerank_log.schema import TIMESTAMP_FIELD, RecordKind, index_pattern
 
 # The event fields the API answers with (a field added to events later stays out until it is named here).
 EVENT_FIELDS = (

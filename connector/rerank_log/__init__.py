@@ -15,8 +15,8 @@ The connector needs only this::
 from connector.rerank_log.install import InstallReport, RetentionStatus
 from connector.rerank_log.metrics import RerankLogCollector
 from connector.rerank_log.records import DocumentOutcome, RerankEvent, outcomes_from_ranking
-from connector.rerank_log.settings import DEFAULT_LOG_INDEX, RerankLogSettings
 from connector.rerank_log.writer import LogCounters, RerankLogWriter
+from retrostar_search.rerank_log.settings import DEFAULT_LOG_INDEX, RerankLogSettings
 
 __all__ = [
     "DEFAULT_LOG_INDEX",

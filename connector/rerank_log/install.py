@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from connector.rerank_log.schema import (
+from retrostar_search.engines.connection import Engine
+from retrostar_search.rerank_log.schema import (
     TEMPLATE_META,
     index_pattern,
     index_template,
     retention_policy_name,
     template_name,
 )
-from retrostar_search.engines.connection import Engine
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.rerank_log.schema import TIMESTAMP_FIELD, RecordKind
+from retrostar_search.rerank_log.schema import TIMESTAMP_FIELD, RecordKind
 from retrostar_search.reranker import ScoredDocument
 from retrostar_search.scoring import SCORE_PATTERN
 

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from connector.rerank_log.install import InstallReport, describe_error, install
 from connector.rerank_log.records import RerankEvent, event_records
-from connector.rerank_log.schema import daily_index
-from connector.rerank_log.settings import RerankLogSettings
 from retrostar_search.engines.connection import Engine
+from retrostar_search.rerank_log.schema import daily_index
+from retrostar_search.rerank_log.settings import RerankLogSettings
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch

@@ -23,7 +23,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from connector.settings import BackendKind
 from index_tools.engine import EngineOps
 from index_tools.mapping import DEFAULT_ANALYZER
 from index_tools.readers import BeirCorpus, BrightExport
@@ -58,6 +57,7 @@ from retrostar_search.evaluation.report import write_report
 from retrostar_search.evaluation.runner import QueryRun, RunPlan, run_queries
 from retrostar_search.evaluation.summary import EvalSummary, summarise
 from retrostar_search.scoring import Cascade
+from retrostar_search.settings import BackendKind
 from retrostar_search.tasks import PRESETS, TaskDefinition, UnknownTaskError, resolve_task
 
 _COLLECTION, _RUN, _RERANK, _OUTPUT = "Collection", "Run", "Rerank", "Output"

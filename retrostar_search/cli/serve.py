@@ -14,10 +14,11 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from connector.settings import ENV_PREFIX, BackendKind, ConnectorSettings, LogLevel
+from connector.settings import ENV_PREFIX, ConnectorSettings, LogLevel
 from retrostar_search.engines.connection import Engine
 from retrostar_search.prompts import ChatFormat
 from retrostar_search.scoring import UnparsedPolicy
+from retrostar_search.settings import BackendKind
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.rerank_log.schema import MAPPING_PROPERTIES
+from retrostar_search.rerank_log.schema import MAPPING_PROPERTIES
 
 # Engine field type -> the dashboards' own field type.
 _FIELD_TYPES: dict[str, str] = {

@@ -12,11 +12,11 @@ import json
 import re
 from typing import Any
 
-from connector.rerank_log.schema import TIMESTAMP_FIELD
-from connector.rerank_log.settings import DEFAULT_LOG_INDEX
 from retrostar_search.dashboards.index_pattern import index_pattern_fields
 from retrostar_search.dashboards.targets import MIGRATION_VERSIONS, PROFILES, Target
 from retrostar_search.dashboards.visualizations import Visualization, visualizations
+from retrostar_search.rerank_log.schema import TIMESTAMP_FIELD
+from retrostar_search.rerank_log.settings import DEFAULT_LOG_INDEX
 
 DEFAULT_INDEX_PATTERN = f"{DEFAULT_LOG_INDEX}*"
 INDEX_REF_NAME = "kibanaSavedObjectMeta.searchSourceJSON.index"

@@ -2,7 +2,7 @@
 Dashboards 2.x and Kibana 8 render from the same `visState`.
 
 Each chart reads either the per-request events or the per-document records of the rerank log (see
-connector/rerank_log/schema.py), selected by a `kind:` query in its search source.
+retrostar_search/rerank_log/schema.py), selected by a `kind:` query in its search source.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from connector.rerank_log.schema import QUERY_KEYWORD_FIELD, TIMESTAMP_FIELD, RecordKind
+from retrostar_search.rerank_log.schema import QUERY_KEYWORD_FIELD, TIMESTAMP_FIELD, RecordKind
 
 _MISSING_QUERY_LABEL = "(query text not logged)"
 

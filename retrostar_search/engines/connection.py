@@ -7,9 +7,9 @@ so https, basic auth, API keys, CA bundles and the explicit no-verify switch beh
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, create_model, model_validator
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -59,7 +59,7 @@ class EngineConnection(BaseModel):
     def opensearch_client(self) -> OpenSearch:
         from opensearchpy import OpenSearch
 
-        kwargs: dict[str, object] = {
+        kwargs: dict[str, Any] = {
             "hosts": [self.resolved_url],
             "timeout": self.request_timeout,
             # urllib3 keeps one connection per host by default; parallel bulk threads need more.
@@ -78,7 +78,7 @@ class EngineConnection(BaseModel):
     def elasticsearch_client(self) -> Elasticsearch:
         from elasticsearch import Elasticsearch
 
-        kwargs: dict[str, object] = {
+        kwargs: dict[str, Any] = {
             "hosts": [self.resolved_url],
             "request_timeout": self.request_timeout,
             "verify_certs": self.verify_certs,
@@ -91,3 +91,38 @@ class EngineConnection(BaseModel):
         if self.api_key is not None:
             kwargs["api_key"] = self.api_key.get_secret_value()
         return Elasticsearch(**kwargs)
+
+
+# The credential and TLS fields a settings model repeats for each engine it talks to (the rerank log's
+# `log_*`, the explorer's `explore_*`), with their help text: derived from EngineConnection's own fields,
+# so every engine-facing setting means the same thing.
+_CREDENTIAL_HELP = {
+    "username": "Basic-auth user for {what}.",
+    "password": "Basic-auth password for {what}.",
+    "api_key": "API key for {what}.",
+    "ca_certs": "CA bundle to verify {what}'s https.",
+    "verify_certs": "Verify {what}'s https certificate (off only for test clusters).",
+}
+
+
+def credential_fields(prefix: str, what: str) -> type[BaseModel]:
+    """A model with `<prefix>_username`, `_password`, `_api_key`, `_ca_certs` and `_verify_certs` (typed and
+    defaulted as in EngineConnection), for a flat settings model to inherit; `what` names the engine in
+    the help text ("the log engine")."""
+    fields: dict[str, Any] = {
+        f"{prefix}_{name}": (
+            EngineConnection.model_fields[name].annotation,
+            Field(
+                default=EngineConnection.model_fields[name].default, description=help_text.format(what=what)
+            ),
+        )
+        for name, help_text in _CREDENTIAL_HELP.items()
+    }
+    return create_model(f"{prefix.title()}CredentialFields", **fields)
+
+
+def prefixed_connection(settings: BaseModel, prefix: str, **connection: Any) -> EngineConnection:
+    """The EngineConnection of `credential_fields(prefix, ...)` in `settings`, with `connection`'s other
+    fields (engine, url, request_timeout)."""
+    credentials = {name: getattr(settings, f"{prefix}_{name}") for name in _CREDENTIAL_HELP}
+    return EngineConnection(**credentials, **connection)

@@ -18,12 +18,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from connector.factory import build_backend, build_cache, build_reranker
-from connector.settings import ConnectorSettings
 from retrostar_search.backends.base import BackendError
 from retrostar_search.engines.search import DEFAULT_FIELDS, ConnectorClient, Hit, document_text
 from retrostar_search.reranker import Reranker
 from retrostar_search.scoring import Cascade
+from retrostar_search.settings import RerankerSettings
 from retrostar_search.tasks import TaskDefinition
 
 # Above the connector's own deadline (25 s by default): past it the connector answers what it knows.
@@ -118,21 +117,15 @@ class ConnectorLeg:
 
 @asynccontextmanager
 async def open_in_process_leg(
-    settings: ConnectorSettings, task: TaskDefinition, cascade: Cascade
+    settings: RerankerSettings, task: TaskDefinition, cascade: Cascade
 ) -> AsyncIterator[InProcessLeg]:
     """The reranker `retrosearch serve` would build from ``settings`` (backend, cache, sampling,
     truncation), with the evaluation's task and cascade. Fails at once when the backend does not answer,
     rather than after every query has come back unscored."""
-    backend = build_backend(settings)
-    score_cache = build_cache(settings)
-    try:
-        if not await backend.ready():
-            raise BackendError(f"the {backend.kind} backend at {settings.backend_url} is not ready")
-        yield InProcessLeg(build_reranker(settings, backend, score_cache), task, cascade)
-    finally:
-        await backend.aclose()
-        if score_cache is not None:
-            score_cache.close()
+    async with Reranker.from_settings(settings) as reranker:
+        if not await reranker.backend.ready():
+            raise BackendError(f"the {reranker.backend.kind} backend at {settings.backend_url} is not ready")
+        yield InProcessLeg(reranker, task, cascade)
 
 
 @asynccontextmanager

@@ -1,20 +1,20 @@
-"""Turning settings into the long-lived objects a connector serves with: the backend, the score cache and
-the reranker. Built once at startup; requests only use them."""
+"""Turning `RerankerSettings` into the long-lived parts a Reranker owns: the backend, the score cache and the
+truncation. `Reranker.from_settings` is the one caller; the parts are built once and requests only use them.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from connector.settings import BackendKind, ConnectorSettings
 from retrostar_search.backends.base import Backend
 from retrostar_search.cache import ScoreCache
 from retrostar_search.prompts import Truncation, load_tokenizer
-from retrostar_search.reranker import Reranker
+from retrostar_search.settings import BackendKind, RerankerSettings
 
 logger = logging.getLogger(__name__)
 
 
-def build_backend(settings: ConnectorSettings) -> Backend:
+def build_backend(settings: RerankerSettings) -> Backend:
     backend_api_key = settings.backend_api_key.get_secret_value() if settings.backend_api_key else None
     match settings.backend:
         case BackendKind.SGLANG:
@@ -49,25 +49,16 @@ def build_backend(settings: ConnectorSettings) -> Backend:
             return CPUFallbackBackend()
 
 
-def build_cache(settings: ConnectorSettings) -> ScoreCache | None:
+def build_cache(settings: RerankerSettings) -> ScoreCache | None:
     if settings.cache_size == 0:
         return None
     return ScoreCache(max_entries=settings.cache_size, path=settings.cache_path)
 
 
-def build_truncation(settings: ConnectorSettings) -> Truncation:
-    tokenizer = load_tokenizer(settings.tokenizer) if settings.truncate_tokens is not None else None
+def build_truncation(settings: RerankerSettings) -> Truncation:
+    tokenizer = None
+    if settings.truncate_tokens is not None and settings.tokenizer is not None:  # the settings require both
+        tokenizer = load_tokenizer(settings.tokenizer)
     return Truncation(
         max_tokens=settings.truncate_tokens, max_chars=settings.truncate_chars, tokenizer=tokenizer
-    )
-
-
-def build_reranker(settings: ConnectorSettings, backend: Backend, cache: ScoreCache | None) -> Reranker:
-    return Reranker(
-        backend,
-        cache=cache,
-        cascade=settings.cascade_plan(),
-        sampling=settings.sampling_params(),
-        unparsed_policy=settings.unparsed,
-        truncation=build_truncation(settings),
     )

@@ -1,16 +1,22 @@
 """What the rerank log needs to know, as flat `log_*` fields the connector's settings can inherit.
 
 `ConnectorSettings` mixes this model in, so every field is also a `RETROSEARCH_LOG_*` environment variable,
-a `--log-*` option and a config-file key. The log is off unless `log_url` is set.
+a `--log-*` option and a config-file key. The log is off unless `log_url` is set. It lives in the core
+because the dashboards generated for the log need its default index too.
 """
 
 from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from retrostar_search.engines.connection import Engine, EngineConnection
+from retrostar_search.engines.connection import (
+    Engine,
+    EngineConnection,
+    credential_fields,
+    prefixed_connection,
+)
 
 DEFAULT_LOG_INDEX = "retrostar-log"
 
@@ -18,7 +24,7 @@ DEFAULT_LOG_INDEX = "retrostar-log"
 _INDEX_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
-class RerankLogSettings(BaseModel):
+class _LogTarget(BaseModel):
     log_url: str | None = Field(
         default=None,
         description="OpenSearch or Elasticsearch URL to write the rerank log to (unset: no log).",
@@ -52,15 +58,10 @@ class RerankLogSettings(BaseModel):
         ge=1,
         description="Days a daily log index is kept (ISM on OpenSearch, ILM on Elasticsearch).",
     )
-    log_username: str | None = Field(default=None, description="Basic-auth user for the log engine.")
-    log_password: SecretStr | None = Field(
-        default=None, description="Basic-auth password for the log engine."
-    )
-    log_api_key: SecretStr | None = Field(default=None, description="API key for the log engine.")
-    log_ca_certs: str | None = Field(default=None, description="CA bundle to verify the log engine's https.")
-    log_verify_certs: bool = Field(
-        default=True, description="Verify the log engine's https certificate (off only for test clusters)."
-    )
+
+
+# Base order = field order (the target, then the credentials, then the timeout), as `serve --help` lists them.
+class RerankLogSettings(credential_fields("log", "the log engine"), _LogTarget):  # type: ignore[misc]
     log_timeout: float = Field(
         default=10.0, gt=0, description="Seconds one bulk request to the log engine may take."
     )
@@ -80,13 +81,6 @@ class RerankLogSettings(BaseModel):
 
     def log_connection(self) -> EngineConnection:
         """How to reach the log engine; the same connection rules as every other engine-facing command."""
-        return EngineConnection(
-            engine=self.log_engine,
-            url=self.log_url,
-            username=self.log_username,
-            password=self.log_password,
-            api_key=self.log_api_key,
-            ca_certs=self.log_ca_certs,
-            verify_certs=self.log_verify_certs,
-            request_timeout=self.log_timeout,
+        return prefixed_connection(
+            self, "log", engine=self.log_engine, url=self.log_url, request_timeout=self.log_timeout
         )

@@ -1,0 +1,154 @@
+"""What a Reranker is built from: the backend, the task, sampling, truncation and the score cache.
+
+`RerankerSettings` is the engine-args model of the core (the habit of infinity_emb's `EngineArgs`):
+`Reranker.from_settings(settings)` turns it into a running reranker. It is grouped by concern (backend,
+task, scoring) so that the connector's settings, which compose it, document each group together. The
+connector's settings add the HTTP service; their flat field names are the `RETROSEARCH_*` environment
+variables, the `retrosearch serve` options and the config-file keys.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+
+from retrostar_search.backends.base import SamplingParams
+from retrostar_search.prompts import ChatFormat
+from retrostar_search.scoring import Cascade, UnparsedPolicy
+from retrostar_search.tasks import TaskDefinition, load_task_file, resolve_task
+
+DEFAULT_MODEL = "ljw13/retro-star-qwen3-14b-0928"
+
+
+class BackendKind(StrEnum):
+    SGLANG = "sglang"  # SGLang's native /generate
+    OPENAI = "openai"  # the OpenAI-compatible chat API (SGLang, vLLM)
+    ENGINE = "engine"  # sglang.Engine in this process
+    CPU = "cpu"  # the lexical fallback: NOT Retro*
+
+
+class BackendSettings(BaseModel):
+    """Which model server scores the pairs, and how to reach it."""
+
+    backend: BackendKind = Field(
+        default=BackendKind.SGLANG,
+        description="sglang: SGLang's native /generate; openai: the OpenAI-compatible chat API (SGLang, "
+        "vLLM); engine: sglang.Engine in this process (GPU host, 'sglang' extra); cpu: a lexical fallback "
+        "that is NOT Retro*, for plumbing only.",
+    )
+    backend_url: str = Field(
+        default="http://127.0.0.1:30000", description="Base URL of the SGLang (or vLLM) server."
+    )
+    backend_api_key: SecretStr | None = Field(
+        default=None, description="Bearer key the backend expects (SGLang's --api-key)."
+    )
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        description="Model name sent to the chat API and part of every cache key; the model path for the "
+        "engine backend.",
+    )
+    chat_format: ChatFormat = Field(
+        default=ChatFormat.QWEN3,
+        description="Chat template applied for /generate and the engine: qwen3 (Retro* *-0928) or qwen2.5 "
+        "(Retro* *-0923).",
+    )
+    max_concurrency: int = Field(
+        default=256, ge=1, description="Most (query, document) pairs in flight to the backend at once."
+    )
+    tp_size: int = Field(default=1, ge=1, description="Tensor-parallel GPUs for the engine backend.")
+
+
+class TaskSettings(BaseModel):
+    """What "relevant" means: a preset, its parts overridden, or a task file."""
+
+    task: str | None = Field(
+        default=None, description="Task preset (one of BRIGHT's 12, e.g. biology); default: generic."
+    )
+    query_type: str | None = Field(default=None, description="Override the task's query type.")
+    doc_type: str | None = Field(default=None, description="Override the task's document type.")
+    relevance_definition: str | None = Field(
+        default=None, description="Override the task's relevance definition."
+    )
+    task_file: Path | None = Field(
+        default=None,
+        description="JSON or TOML file with task / query_type / doc_type / relevance_definition "
+        "(instead of the four settings above).",
+    )
+
+    def task_definition(self) -> TaskDefinition:
+        overrides = (self.task, self.query_type, self.doc_type, self.relevance_definition)
+        if self.task_file is not None:
+            if any(value is not None for value in overrides):
+                raise ValueError(
+                    "task_file replaces task, query_type, doc_type and relevance_definition: give one or "
+                    "the other"
+                )
+            return load_task_file(self.task_file)
+        return resolve_task(
+            self.task,
+            query_type=self.query_type,
+            doc_type=self.doc_type,
+            relevance_definition=self.relevance_definition,
+        )
+
+
+class ScoringSettings(BaseModel):
+    """How a pair becomes a score: samples, the cascade, sampling, truncation and the score cache."""
+
+    samples: int = Field(default=1, ge=1, description="Samples K per pair; the score is their mean.")
+    cascade: str | None = Field(
+        default=None,
+        description="Cascade plan replacing --samples, e.g. '100@1,30@16' (the reference: all top-100 "
+        "with 1 sample, then the best 30 again with 16).",
+    )
+    unparsed: UnparsedPolicy = Field(
+        default=UnparsedPolicy.ZERO,
+        description="A sample without <score>: zero (counts 0, like the reference) or skip (left out of "
+        "the mean).",
+    )
+    temperature: float = Field(default=0.6, ge=0, description="Sampling temperature.")
+    top_k: int = Field(default=40, description="Sampling top-k (-1: off).")
+    max_new_tokens: int = Field(default=1024, ge=1, description="Most generated tokens per sample.")
+
+    # Document truncation (off by default, like the reference).
+    truncate_tokens: int | None = Field(
+        default=None, ge=1, description="Cut each document to this many tokens (needs --tokenizer)."
+    )
+    tokenizer: str | None = Field(
+        default=None, description="Local folder of the model's tokenizer, for --truncate-tokens."
+    )
+    truncate_chars: int | None = Field(
+        default=None, ge=1, description="Cut each document to this many characters (no tokenizer needed)."
+    )
+
+    # Score cache.
+    cache_size: int = Field(default=100_000, ge=0, description="Scores kept in memory (0: no cache).")
+    cache_path: Path | None = Field(
+        default=None, description="sqlite file that keeps scores across restarts."
+    )
+
+    def cascade_plan(self) -> Cascade:
+        return Cascade.parse(self.cascade) if self.cascade else Cascade.single(self.samples)
+
+    def sampling_params(self) -> SamplingParams:
+        return SamplingParams(
+            temperature=self.temperature, top_k=self.top_k, max_new_tokens=self.max_new_tokens
+        )
+
+
+class RerankerSettings(BackendSettings, TaskSettings, ScoringSettings):
+    """Everything `Reranker.from_settings` needs; bad combinations fail here, at startup, not on a request."""
+
+    @model_validator(mode="after")
+    def _check_reranker_combinations(self) -> RerankerSettings:
+        # Build the derived objects once so that a bad value fails at startup, not on a request.
+        try:
+            self.task_definition()
+        except OSError as exc:
+            raise ValueError(f"task_file: {exc}") from exc
+        self.cascade_plan()
+        if self.truncate_tokens is not None and self.tokenizer is None:
+            raise ValueError("truncate_tokens needs tokenizer (a local tokenizer folder)")
+        return self
