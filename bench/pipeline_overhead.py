@@ -39,6 +39,7 @@ from retrostar_search.engines.opensearch_setup import (
     timeout_for_deadline,
 )
 from retrostar_search.engines.search import (
+    Candidate,
     ConnectorClient,
     document_text,
     search_first_stage,
@@ -134,14 +135,15 @@ def main() -> None:
             rows = []
             with ConnectorClient(connector_url) as rerank:
                 for size in sizes:
-                    texts = [
-                        document_text(hit.source) for hit in search_first_stage(client, index, QUERY, size)
+                    candidates = [
+                        Candidate(document_text(hit.source))
+                        for hit in search_first_stage(client, index, QUERY, size)
                     ]
                     samples = interleaved(
                         [
                             lambda size=size: search_first_stage(client, index, QUERY, size),
                             lambda size=size: search_through_pipeline(client, index, QUERY, size, name),
-                            lambda texts=texts: rerank.rerank(QUERY, texts),
+                            lambda candidates=candidates: rerank.rerank(QUERY, candidates),
                         ],
                         args.repeats,
                     )

@@ -30,7 +30,6 @@ DEGRADED_HEADER = "X-Retrostar-Degraded"
 
 def cohere_response(
     result: RerankResult,
-    documents: list[str],
     *,
     request_id: str,
     model: str,
@@ -45,7 +44,7 @@ def cohere_response(
             index=ranked.index, relevance_score=_relevance(ranked), scored=ranked.scored
         )
         if return_documents:
-            item.document = ResultDocument(text=documents[ranked.index])
+            item.document = ResultDocument(text=ranked.candidate.text)
         if return_explanations:
             item.explanation = _explanation(ranked)
         results.append(item)
@@ -67,14 +66,12 @@ def cohere_response(
     )
 
 
-def tei_response(
-    result: RerankResult, texts: list[str], *, return_text: bool, return_explanations: bool
-) -> list[TEIRank]:
+def tei_response(result: RerankResult, *, return_text: bool, return_explanations: bool) -> list[TEIRank]:
     ranks = []
     for ranked in result.ranking:
         rank = TEIRank(index=ranked.index, score=_relevance(ranked), scored=ranked.scored)
         if return_text:
-            rank.text = texts[ranked.index]
+            rank.text = ranked.candidate.text
         if return_explanations:
             rank.explanation = _explanation(ranked)
         ranks.append(rank)

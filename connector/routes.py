@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -18,6 +19,7 @@ from connector.openapi import json_body
 from connector.responses import cohere_response, json_response, tei_response
 from connector.schemas import AnyRerankRequest, CohereRerankRequest, CohereRerankResponse, ErrorBody, TEIRank
 from connector.service import RerankService
+from retrostar_search.errors import InvalidInput
 from retrostar_search.reranker import RerankResult
 
 RERANK_ROUTES = ("/v1/rerank", "/v2/rerank", "/rerank")
@@ -56,21 +58,18 @@ async def _rerank(
     received_at = time.perf_counter()
     request_id = uuid.uuid4().hex
     async with service.gate.admit():
-        body = await read_body(request, service.settings.max_body_bytes)
+        body = await read_body(
+            request.stream(), request.headers.get("content-length"), service.settings.max_body_bytes
+        )
         if not body.strip():
-            raise HTTPException(status_code=422, detail="invalid request: the body is empty; expected JSON")
+            raise InvalidInput("invalid request: the body is empty; expected JSON")
         try:
             # Validated straight from bytes in one pass, whatever Content-Type the client sent.
             parsed = shape.model_validate_json(body)
         except ValidationError as exc:
             raise invalid_request(exc) from None
-        result = await service.rerank(parsed, parsed.document_texts, request_id, received_at)
+        result = await service.rerank(parsed, request_id, received_at)
     return parsed, result, request_id
-
-
-async def _cohere(request: Request, service: RerankService, api_version: str) -> Response:
-    parsed, result, request_id = await _rerank(request, service, CohereRerankRequest)
-    return _cohere_answer(parsed, result, request_id, service, api_version)
 
 
 def _cohere_answer(
@@ -82,7 +81,6 @@ def _cohere_answer(
 ) -> Response:
     content = cohere_response(
         result,
-        parsed.document_texts,
         request_id=request_id,
         model=service.model,
         api_version=api_version,
@@ -93,24 +91,22 @@ def _cohere_answer(
     return json_response(content, request_id=request_id, degraded=result.degraded)
 
 
-@rerank_router.post(
-    "/v1/rerank",
-    response_model=CohereRerankResponse,
-    openapi_extra=json_body(CohereRerankRequest),
-    summary="Rerank documents (Cohere v1 shape)",
-)
-async def rerank_v1(request: Request, service: Service) -> Response:
-    return await _cohere(request, service, api_version="1")
+def _cohere_route(api_version: str) -> Callable[[Request, RerankService], Awaitable[Response]]:
+    async def rerank(request: Request, service: Service) -> Response:
+        parsed, result, request_id = await _rerank(request, service, CohereRerankRequest)
+        return _cohere_answer(parsed, result, request_id, service, api_version)
+
+    return rerank
 
 
-@rerank_router.post(
-    "/v2/rerank",
-    response_model=CohereRerankResponse,
-    openapi_extra=json_body(CohereRerankRequest),
-    summary="Rerank documents (Cohere v2 shape)",
-)
-async def rerank_v2(request: Request, service: Service) -> Response:
-    return await _cohere(request, service, api_version="2")
+for _version in ("1", "2"):
+    rerank_router.post(
+        f"/v{_version}/rerank",
+        name=f"rerank_v{_version}",
+        response_model=CohereRerankResponse,
+        openapi_extra=json_body(CohereRerankRequest),
+        summary=f"Rerank documents (Cohere v{_version} shape)",
+    )(_cohere_route(_version))
 
 
 @rerank_router.post(
@@ -124,10 +120,7 @@ async def rerank_any(request: Request, service: Service) -> Response:
     if not parsed.is_tei:
         return _cohere_answer(parsed, result, request_id, service, api_version="1")
     ranks = tei_response(
-        result,
-        parsed.document_texts,
-        return_text=parsed.return_text,
-        return_explanations=parsed.return_explanations,
+        result, return_text=parsed.return_text, return_explanations=parsed.return_explanations
     )
     return json_response(ranks, request_id=request_id, degraded=result.degraded)
 

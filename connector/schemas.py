@@ -11,6 +11,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from retrostar_search.reranker import Candidate
+
 
 def _document_text(value: Any) -> Any:
     # Cohere accepts a document as a string or as an object with a `text` field (and, here, an `id`, which
@@ -112,6 +114,18 @@ class RerankRequestBase(BaseModel):
         if not query.strip():
             raise PydanticCustomError("empty_query", "query must not be empty")
         return query
+
+    @property
+    def document_texts(self) -> list[str]:
+        raise NotImplementedError  # each request shape says where its documents are
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        """The documents with their ids, in request order: where the wire's two lists (the documents and
+        `document_ids`) become one."""
+        texts = self.document_texts
+        ids = self.document_ids if self.document_ids is not None else [None] * len(texts)
+        return [Candidate(text=text, id=doc_id) for text, doc_id in zip(texts, ids, strict=True)]
 
 
 class CohereRerankRequest(RerankRequestBase):

@@ -1,18 +1,18 @@
 """One rerank request's policy, independent of its wire shape: limits, the task, the deadline, strictness,
-metrics, the log line and the rerank-log event."""
+metrics, the log line and the rerank-log event. HTTP-free: refusals and strict failures are the core's
+domain errors, which connector/errors.py answers with their statuses."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-from fastapi import HTTPException
-
 from connector.limits import RequestGate, check_documents
 from connector.metrics import ConnectorMetrics
 from connector.rerank_log import RerankEvent, RerankLogWriter, outcomes_from_ranking
 from connector.schemas import RerankRequestBase, TaskOverride
 from connector.settings import ConnectorSettings
+from retrostar_search.errors import BackendError, DeadlineExceeded, InvalidInput, RetrostarError
 from retrostar_search.reranker import Reranker, RerankResult
 from retrostar_search.tasks import TaskDefinition, UnknownTaskError, resolve_task
 
@@ -41,29 +41,28 @@ class RerankService:
     def model(self) -> str:
         return self.reranker.backend.model
 
-    async def rerank(
-        self, request: RerankRequestBase, documents: list[str], request_id: str, received_at: float
-    ) -> RerankResult:
-        """Rerank `documents` (the request's texts); `received_at` is the `time.perf_counter()` at which
-        the request arrived, for the rerank log's latency split."""
+    async def rerank(self, request: RerankRequestBase, request_id: str, received_at: float) -> RerankResult:
+        """Rerank the request's candidates; `received_at` is the `time.perf_counter()` at which the request
+        arrived, for the rerank log's latency split."""
+        candidates = request.candidates
         check_documents(
-            documents,
+            candidates,
             max_documents=self.settings.max_documents,
             max_document_chars=self.settings.max_document_chars,
         )
         task = self._task(request.task)
         deadline = self.settings.deadline_seconds(request.deadline)
         scoring_started = time.perf_counter()
-        result = await self.reranker.rerank(request.query, documents, task=task, deadline=deadline)
+        result = await self.reranker.rerank(request.query, candidates, task=task, deadline=deadline)
         finished = time.perf_counter()
-        self.metrics.record_rerank(len(documents), result)
-        self._log(request_id, len(documents), result)
+        self.metrics.record_rerank(len(candidates), result)
+        self._log(request_id, len(candidates), result)
         if self.rerank_log is not None:
             queue_seconds, total_seconds = scoring_started - received_at, finished - received_at
-            self._submit_event(request, documents, request_id, task, result, queue_seconds, total_seconds)
+            self._submit_event(request.query, request_id, task, result, queue_seconds, total_seconds)
         strict = self.settings.strict if request.strict is None else request.strict
         if result.degraded and strict:
-            raise _strict_failure(result, len(documents), deadline)
+            raise _strict_failure(result, len(candidates), deadline)
         return result
 
     def _task(self, override: str | TaskOverride | None) -> TaskDefinition:
@@ -79,12 +78,11 @@ class RerankService:
                 relevance_definition=override.relevance_definition,
             )
         except UnknownTaskError as exc:
-            raise HTTPException(status_code=422, detail=f"invalid request: task: {exc}") from None
+            raise InvalidInput(f"invalid request: task: {exc}") from None
 
     def _submit_event(
         self,
-        request: RerankRequestBase,
-        documents: list[str],
+        query: str,
         request_id: str,
         task: TaskDefinition,
         result: RerankResult,
@@ -101,8 +99,8 @@ class RerankService:
                     task=task.name,
                     model=self.model,
                     backend=self.reranker.backend.kind,
-                    query=request.query,
-                    documents=outcomes_from_ranking(result.ranking, documents, request.document_ids),
+                    query=query,
+                    documents=outcomes_from_ranking(result.ranking),
                     queue_ms=queue_seconds * 1000,
                     model_ms=result.model_seconds * 1000,
                     total_ms=total_seconds * 1000,
@@ -128,11 +126,9 @@ class RerankService:
         logger.warning(f"{summary}; degraded ({reason}, {result.backend_errors} backend errors){first_error}")
 
 
-def _strict_failure(result: RerankResult, documents: int, deadline: float | None) -> HTTPException:
+def _strict_failure(result: RerankResult, documents: int, deadline: float | None) -> RetrostarError:
     unscored = f"{result.unscored} of {documents} documents unscored"
     if result.deadline_exceeded:
-        return HTTPException(
-            status_code=504, detail=f"deadline of {deadline:g} s passed with {unscored} (strict)"
-        )
+        return DeadlineExceeded(f"deadline of {deadline:g} s passed with {unscored} (strict)")
     first_error = f": {result.error_messages[0]}" if result.error_messages else ""
-    return HTTPException(status_code=502, detail=f"backend failed, {unscored} (strict){first_error}")
+    return BackendError(f"backend failed, {unscored} (strict){first_error}")

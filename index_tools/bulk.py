@@ -21,6 +21,7 @@ from typing import Any
 
 from index_tools.engine import RETRY_STATUSES, EngineOps
 from index_tools.records import Document, Rejected
+from retrostar_search.errors import EngineError
 
 # Well under the engines' 100 MB request limit, and it bounds the memory a request in flight holds.
 MAX_CHUNK_BYTES = 20 * 1024 * 1024
@@ -60,7 +61,7 @@ class _ChunkResult:
     rejected: list[Rejected] = field(default_factory=list)
 
 
-class BulkAbort(Exception):
+class BulkAbort(EngineError):
     """The engine failed in a way no single document explains (down, refusing, out of retries)."""
 
 

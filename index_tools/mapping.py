@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from index_tools.engine import EngineOps
+from retrostar_search.errors import RetrostarError
 
 DEFAULT_ANALYZER = "english"
 # An analysed field without an explicit analyzer uses this one.
@@ -89,7 +90,7 @@ def mapping_problems(mapping: dict[str, Any], analyzer: str) -> list[str]:
     return problems
 
 
-class IncompatibleIndexError(Exception):
+class IncompatibleIndexError(RetrostarError):
     def __init__(self, index: str, problems: list[str]) -> None:
         self.index = index
         self.problems = problems

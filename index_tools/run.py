@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from enum import IntEnum
 from pathlib import Path
 
 from index_tools.bulk import BulkLoader, BulkOptions
@@ -17,15 +16,7 @@ from index_tools.policy import DEFAULT_MAX_DOC_BYTES, DocumentPolicy
 from index_tools.readers import Corpus
 from index_tools.records import Document, Rejected
 from index_tools.rejects import DEFAULT_REJECTS_PATH, RejectsFile
-
-
-class ExitCode(IntEnum):
-    """What `retrosearch index` returns (2 is typer's own, for usage errors)."""
-
-    OK = 0
-    REJECTED = 1
-    FAILED = 3
-    COUNT_MISMATCH = 4
+from retrostar_search.errors import ExitCode
 
 
 @dataclass(frozen=True)
@@ -84,9 +75,11 @@ class IndexReport:
 
     @property
     def exit_code(self) -> ExitCode:
+        """FAILED when the count check fails (documents lost, or another writer), INCOMPLETE when records
+        were rejected or the run stopped at --max-errors."""
         if not self.count_ok:
-            return ExitCode.COUNT_MISMATCH
-        return ExitCode.REJECTED if self.rejected or self.stopped_early else ExitCode.OK
+            return ExitCode.FAILED
+        return ExitCode.INCOMPLETE if self.rejected or self.stopped_early else ExitCode.OK
 
 
 def index_corpus(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from retrostar_search.errors import MissingExtra
 from retrostar_search.tasks import TaskDefinition
 
 # Bump when anything that changes the model's input changes: it is part of every score-cache key.
@@ -131,7 +132,7 @@ def load_tokenizer(path: str) -> Tokenizer:
     try:
         from transformers import AutoTokenizer
     except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise RuntimeError(
+        raise MissingExtra(
             "token-based truncation needs the 'tokenizer' extra: pip install 'retrostar-search[tokenizer]'"
         ) from exc
     return AutoTokenizer.from_pretrained(path, local_files_only=True)

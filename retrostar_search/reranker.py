@@ -1,5 +1,8 @@
 """The Retro* reranker: one query, a list of candidate documents, a ranking with scores.
 
+rank_llm's data model: a `Candidate` is a document with its id, and travels whole from a request through
+the ranking (each `ScoredDocument` holds its candidate and input position) to the log and the answers.
+
 It renders prompts, serves what it can from the score cache, sends every remaining pair to the backend at
 once (SGLang batches them and shares the query-side prefix), integrates the samples, runs the cascade, and
 honours a deadline by returning what is known instead of waiting.
@@ -16,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from retrostar_search.backends.base import Backend, BackendError, SamplingParams
+from retrostar_search.backends.base import Backend, SamplingParams
 from retrostar_search.cache import ScoreCache, cache_key
+from retrostar_search.errors import BackendError
 from retrostar_search.factory import build_backend, build_cache, build_truncation
 from retrostar_search.prompts import RenderedPrompt, Truncation, render_prefix
 from retrostar_search.scoring import Cascade, Sample, UnparsedPolicy, integrate, parse_sample
@@ -27,11 +31,22 @@ from retrostar_search.tasks import DEFAULT_TASK, TaskDefinition
 _KEPT_ERROR_MESSAGES = 3  # per rerank: enough to say what went wrong without one line per failed pair
 
 
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One document to rerank: the text the model judges, and the id it is known by (None when the caller
+    has none; the rerank log then records a hash of the text)."""
+
+    text: str
+    id: str | None = None
+
+
 @dataclass(slots=True)
 class ScoredDocument:
-    """One input document's outcome; `score` is on Retro*'s 0..100 scale, None when it went unscored."""
+    """One input document's outcome: its candidate and position in the input (`index`, 0-based), and
+    `score` on Retro*'s 0..100 scale, None when it went unscored."""
 
     index: int
+    candidate: Candidate
     score: float | None = None
     samples: tuple[Sample, ...] = ()
     cached: bool = False
@@ -135,13 +150,13 @@ class Reranker:
     async def rerank(
         self,
         query: str,
-        documents: Sequence[str],
+        candidates: Sequence[Candidate],
         *,
         task: TaskDefinition = DEFAULT_TASK,
         cascade: Cascade | None = None,
         deadline: float | None = None,
     ) -> RerankResult:
-        """Rank `documents` for `query`; `deadline` is in seconds from now (None: wait for everything)."""
+        """Rank `candidates` for `query`; `deadline` is in seconds from now (None: wait for everything)."""
         cascade = cascade or self.cascade
         expires_at = None if deadline is None else time.monotonic() + deadline
         prefix = render_prefix(task, query)
@@ -149,8 +164,8 @@ class Reranker:
         # Identical documents (after truncation) are scored once and share the outcome.
         unique: dict[str, _UniqueDocument] = {}
         owners: list[_UniqueDocument] = []
-        for index, document in enumerate(documents):
-            text = self.truncation.apply(document)
+        for index, candidate in enumerate(candidates):
+            text = self.truncation.apply(candidate.text)
             owner = unique.setdefault(text, _UniqueDocument(text=text, first_index=index))
             owners.append(owner)
 
@@ -169,10 +184,16 @@ class Reranker:
         result.degraded = result.deadline_exceeded or result.backend_errors > 0
 
         ranked = [
-            ScoredDocument(index=index, score=owner.score, samples=owner.samples, cached=owner.cached)
-            for index, owner in enumerate(owners)
+            ScoredDocument(
+                index=index,
+                candidate=candidate,
+                score=owner.score,
+                samples=owner.samples,
+                cached=owner.cached,
+            )
+            for index, (candidate, owner) in enumerate(zip(candidates, owners, strict=True))
         ]
-        scored = sorted((doc for doc in ranked if doc.score is not None), key=lambda d: (-d.score, d.index))
+        scored = sorted((doc for doc in ranked if doc.score is not None), key=_best_first_key)
         result.ranking = scored + [doc for doc in ranked if doc.score is None]
         return result
 
@@ -226,6 +247,10 @@ class Reranker:
         doc.samples = samples
         doc.score = integrate(samples, self.unparsed_policy)
         doc.cached = cached
+
+
+def _best_first_key(document: ScoredDocument) -> tuple[float, int]:
+    return (-(document.score or 0.0), document.index)
 
 
 def _best_first(pool: list[_UniqueDocument]) -> list[_UniqueDocument]:

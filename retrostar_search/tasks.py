@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from retrostar_search.errors import InvalidInput
+
 _STACKEXCHANGE_DEFINITION = (
     "Given a query ({query_type}) and a document ({doc_type}), the document is relevant to the query if the "
     "critical concepts or theories discussed in the document can provide references for domain experts to "
@@ -110,8 +112,8 @@ PRESETS: dict[str, TaskDefinition] = {
 DEFAULT_TASK = TaskDefinition()
 
 
-class UnknownTaskError(ValueError):
-    pass
+class UnknownTaskError(InvalidInput):
+    """A task name that is neither a preset nor "default"."""
 
 
 def default_definition(query_type: str, doc_type: str) -> str:

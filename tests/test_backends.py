@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from retrostar_search.backends.base import BackendError, SamplingParams
+from retrostar_search.backends.base import SamplingParams
 from retrostar_search.backends.cpu_fallback import CPUFallbackBackend, coverage_score
 from retrostar_search.backends.sglang_http import OpenAIChatBackend, SGLangGenerateBackend
+from retrostar_search.errors import BackendError, MissingExtra
 from retrostar_search.prompts import ChatFormat, apply_chat_template, render_prompt
 from retrostar_search.tasks import PRESETS
 from tests.scripted_sglang import ScriptedSGLangServer, free_port
@@ -109,7 +110,7 @@ def test_engine_backend_explains_the_missing_extra() -> None:
     except ImportError:
         from retrostar_search.backends.sglang_engine import SGLangEngineBackend
 
-        with pytest.raises(RuntimeError, match=r"retrostar-search\[sglang\]"):
+        with pytest.raises(MissingExtra, match=r"retrostar-search\[sglang\]"):
             SGLangEngineBackend("ljw13/retro-star-qwen3-8b-0928")
     else:  # pragma: no cover - only on GPU hosts with the extra
         pytest.skip("sglang is installed here")

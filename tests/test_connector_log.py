@@ -21,7 +21,7 @@ from connector.rerank_log.records import short_hash
 from connector.settings import ENV_PREFIX, ConnectorSettings
 from retrostar_search.cli import app as cli_app
 from retrostar_search.engines.connection import Engine
-from retrostar_search.engines.search import ConnectorClient
+from retrostar_search.engines.search import Candidate, ConnectorClient
 
 QUERY = "why do leaves change colour in autumn"
 # Scripted scores 20, 90, 55: the reranker reverses the first two and keeps the third in the middle.
@@ -119,7 +119,10 @@ def test_the_search_clients_connector_client_labels_the_log_with_the_hits_ids(
 ) -> None:
     server = connector_server(log_url=opensearch_url, log_index=opensearch_log_index, log_flush_interval=0.05)
     with ConnectorClient(server.url) as connector:
-        scores = connector.rerank(QUERY, TEXTS, document_ids=["chlorophyll", "carotenoids", "trees"])
+        ids = ["chlorophyll", "carotenoids", "trees"]
+        scores = connector.rerank(
+            QUERY, [Candidate(text, doc_id) for text, doc_id in zip(TEXTS, ids, strict=True)]
+        )
 
     assert [score.index for score in scores] == [1, 2, 0]
     give_up_at = time.monotonic() + 20

@@ -25,6 +25,7 @@ from retrostar_search.dashboards import DEFAULT_INDEX_PATTERN, Target, saved_obj
 from retrostar_search.dashboards.index_pattern import field_types
 from retrostar_search.dashboards.saved_objects import INDEX_REF_NAME
 from retrostar_search.engines.connection import Engine, EngineConnection
+from retrostar_search.errors import ExitCode
 from retrostar_search.rerank_log.schema import MAPPING_PROPERTIES, retention_policy_name, template_name
 from tests.test_rerank_log import free_port, make_event
 
@@ -408,7 +409,7 @@ def test_import_reports_each_object_the_api_rejected(endpoint: RecordingEndpoint
         ],
     }
     result = CliRunner().invoke(app, ["dashboards", "import", "--url", endpoint.url])
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.INCOMPLETE
     output = " ".join(result.output.split())
     assert "missing references: index-pattern/retrostar-log-index-pattern" in output
     assert "unknown: version conflict" in output

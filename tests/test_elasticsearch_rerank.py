@@ -25,6 +25,7 @@ from retrostar_search.engines.elasticsearch_setup import (
     template_violations,
 )
 from retrostar_search.engines.search import ConnectorClient, search_and_rerank, search_first_stage
+from retrostar_search.errors import ExitCode
 from tests.conftest import RestartableConnector
 from tests.search_corpus import DOCUMENTS, QUERY, expected_order, index_documents, scripted_score
 
@@ -178,7 +179,7 @@ def test_setup_on_basic_licence_explains_and_fails(elasticsearch_url: str) -> No
         "--connector-api-key", "connector-key-7",
     )  # fmt: skip
     flat = " ".join(output.split())
-    assert code == 3, output
+    assert code == ExitCode.UNAVAILABLE, output
     assert "'basic' licence" in flat
     assert "Enterprise" in flat and "trial" in flat
     assert "retrosearch search" in flat and "--engine elasticsearch" in flat
@@ -189,7 +190,7 @@ def test_teardown_on_a_node_without_the_inference_api(elasticsearch_url: str) ->
     # The local node (integ-test distribution) has no inference plugin: Elasticsearch's own answer is
     # "no handler found", which the command turns into advice.
     code, output = cli("teardown", "elasticsearch", "--url", elasticsearch_url)
-    assert code == 1
+    assert code == ExitCode.UNAVAILABLE
     assert "no inference API" in " ".join(output.split())
 
 

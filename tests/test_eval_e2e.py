@@ -21,6 +21,7 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from retrostar_search.cli import app
+from retrostar_search.errors import ExitCode
 from tests.scripted_sglang import ScriptedSGLangServer
 
 DATA = Path(__file__).parent / "data" / "eval"
@@ -176,11 +177,11 @@ def test_backend_failures_are_reported_not_hidden(
     args += ["--cache", str(tmp_path / "scores.sqlite")]
 
     # A backend that does not answer stops the run before any query (exit 3).
-    run_eval(*args, "--backend-url", "http://127.0.0.1:9", expect_exit=3)
+    run_eval(*args, "--backend-url", "http://127.0.0.1:9", expect_exit=ExitCode.FAILED)
     assert not out.exists()
 
     # A pair the backend fails on leaves its query degraded: the figures are still written, exit 1.
-    run_eval(*args, "--backend-url", scripted_sglang.url, expect_exit=1)
+    run_eval(*args, "--backend-url", scripted_sglang.url, expect_exit=ExitCode.INCOMPLETE)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rerank"]["degraded_queries"] == 1
 
@@ -227,7 +228,7 @@ def test_a_missing_index_is_refused_with_the_command_to_build_it(
         app,
         ["eval", str(TINY_BEIR), "--index", index_name, "--url", opensearch_url, "--out", str(tmp_path)],
     )
-    assert result.exit_code == 3
+    assert result.exit_code == ExitCode.FAILED
     assert f"  retrosearch index {TINY_BEIR} --format beir --index {index_name}\n" in result.output
 
 

@@ -22,9 +22,10 @@ from index_tools.bulk import BulkOptions
 from index_tools.engine import EngineOps
 from index_tools.mapping import IncompatibleIndexError, index_body, mapping_problems
 from index_tools.readers import open_corpus
-from index_tools.run import ExitCode, IndexSettings, index_corpus
+from index_tools.run import IndexSettings, index_corpus
 from retrostar_search.cli import app
 from retrostar_search.engines.connection import Engine
+from retrostar_search.errors import ExitCode
 
 DATA = Path(__file__).parent / "data" / "indexing"
 SMALL = DATA / "small.jsonl"
@@ -154,7 +155,7 @@ def test_beir_cranfield_folder_rejects_its_two_empty_documents_and_indexes_the_r
     result = cli(
         str(CRANFIELD), "--format", "beir", "--index", os_index, "--url", opensearch_url, "--threads", "2"
     )
-    assert result.exit_code == ExitCode.REJECTED, result.output
+    assert result.exit_code == ExitCode.INCOMPLETE, result.output
     assert opensearch_client.count(index=os_index)["count"] == 1398
     assert [(r["line"], r["reason"]) for r in rejects_in(tmp_path)] == [
         (471, "empty document: no title and no text"),
@@ -171,7 +172,7 @@ def test_bad_records_are_rejected_with_their_lines_and_the_rest_indexed(
     cli: Callable[..., Result], opensearch_url: str, opensearch_client: Any, os_index: str, tmp_path: Path
 ) -> None:
     result = cli(str(WITH_BAD_LINES), "--index", os_index, "--url", opensearch_url)
-    assert result.exit_code == ExitCode.REJECTED, result.output
+    assert result.exit_code == ExitCode.INCOMPLETE, result.output
     assert opensearch_client.count(index=os_index)["count"] == 10
     rejects = rejects_in(tmp_path)
     assert [(Path(r["file"]).name, r["line"]) for r in rejects] == [
@@ -187,7 +188,7 @@ def test_max_errors_stops_the_run_early(
     cli: Callable[..., Result], opensearch_url: str, opensearch_client: Any, os_index: str, tmp_path: Path
 ) -> None:
     result = cli(str(WITH_BAD_LINES), "--index", os_index, "--url", opensearch_url, "--max-errors", "0")
-    assert result.exit_code == ExitCode.REJECTED, result.output
+    assert result.exit_code == ExitCode.INCOMPLETE, result.output
     assert "stopped early" in result.output
     # Lines 1-2 were read before the bad line 3; nothing after it.
     assert opensearch_client.count(index=os_index)["count"] == 2
@@ -229,7 +230,7 @@ def test_huge_documents_are_rejected_or_truncated(
         tmp_path / "huge.jsonl", [{"id": "small", "text": "tiny"}, {"id": "big", "text": "word " * 1000}]
     )
     rejected = cli(str(corpus), "--index", os_index, "--url", opensearch_url, "--max-doc-bytes", "1000")
-    assert rejected.exit_code == ExitCode.REJECTED
+    assert rejected.exit_code == ExitCode.INCOMPLETE
     assert rejects_in(tmp_path)[0]["reason"] == "document is 5000 bytes, over --max-doc-bytes 1000"
     assert opensearch_client.count(index=os_index)["count"] == 1
     truncated = cli(
@@ -284,7 +285,7 @@ def test_engine_side_rejections_go_to_the_rejects_file(
     settings = IndexSettings(index=os_index, rejects_path=tmp_path / "rejects.jsonl")
     report = index_corpus(os_ops, open_corpus(corpus), settings)
     assert (report.created, report.rejected, report.count_after) == (2, 1, 2)
-    assert report.exit_code == ExitCode.REJECTED
+    assert report.exit_code == ExitCode.INCOMPLETE
     [rejected] = rejects_in(tmp_path)
     assert (rejected["file"], rejected["line"]) == (str(corpus), 2)
     assert rejected["reason"].startswith("engine refused the document (status 400): mapper_parsing_exception")
@@ -395,7 +396,7 @@ def test_elasticsearch_bad_records_and_incompatible_mapping(
     cli: Callable[..., Result], es_args: list[str], elasticsearch_client: Any, es_index: str, tmp_path: Path
 ) -> None:
     result = cli(str(WITH_BAD_LINES), *es_args)
-    assert result.exit_code == ExitCode.REJECTED, result.output
+    assert result.exit_code == ExitCode.INCOMPLETE, result.output
     assert [r["line"] for r in rejects_in(tmp_path)] == [3, 5, 7]
     assert elasticsearch_client.count(index=es_index)["count"] == 10
     refused = cli(str(SMALL), *es_args[:-1], "simple")

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from connector.background import free_port
 from retrostar_search.cli import app
-from retrostar_search.cli.common import engine_connection
-from retrostar_search.engines.connection import Engine
+from retrostar_search.cli.connection import OPENSEARCH
+from retrostar_search.engines.connection import Engine, EngineConnection
 from retrostar_search.engines.opensearch_ml import MLCommons
 from retrostar_search.engines.opensearch_setup import (
     PRIVATE_IP_ENABLED,
@@ -313,9 +313,10 @@ def test_setup_failure_reports_opensearch_message_without_secrets(opensearch_url
 def test_secured_cluster_options_reach_the_transport(tmp_path: Path) -> None:
     ca_bundle = tmp_path / "ca.pem"
     ca_bundle.write_text("not read until a connection is made")
-    connection = engine_connection(
-        Engine.OPENSEARCH, "https://search.example:9200", "admin", "pw-4", None, ca_bundle, False
+    connection = OPENSEARCH.connection(
+        url="https://search.example:9200", username="admin", password="pw-4", ca_certs=ca_bundle
     )
+    assert isinstance(connection, EngineConnection) and connection.engine is Engine.OPENSEARCH
     (node,) = connection.opensearch_client().transport.connection_pool.connections
     assert node.use_ssl and node.host == "https://search.example:9200"
     assert node.pool.ca_certs == str(ca_bundle)
@@ -323,11 +324,11 @@ def test_secured_cluster_options_reach_the_transport(tmp_path: Path) -> None:
     assert node.headers["authorization"].startswith("Basic ")
     assert "pw-4" not in repr(connection)
 
-    with_key = engine_connection(Engine.OPENSEARCH, "https://search.example:9200", api_key="key-5")
+    with_key = OPENSEARCH.connection(url="https://search.example:9200", api_key="key-5")
     (node,) = with_key.opensearch_client().transport.connection_pool.connections
     assert node.headers["authorization"] == "ApiKey key-5"
 
-    insecure = engine_connection(Engine.OPENSEARCH, "https://search.example:9200", insecure=True)
+    insecure = OPENSEARCH.connection(url="https://search.example:9200", insecure=True)
     (node,) = insecure.opensearch_client().transport.connection_pool.connections
     assert node.pool.cert_reqs == "CERT_NONE"
 

@@ -37,7 +37,7 @@ from retrostar_search.rerank_log.schema import (
     retention_policy_name,
     template_name,
 )
-from retrostar_search.reranker import Reranker
+from retrostar_search.reranker import Candidate, Reranker
 from retrostar_search.scoring import Cascade
 from tests.scripted_sglang import ScriptedSGLangServer
 
@@ -149,16 +149,20 @@ def test_daily_index_uses_the_utc_day() -> None:
 async def test_outcomes_from_a_real_rerank_result() -> None:
     with ScriptedSGLangServer() as server:
         backend = SGLangGenerateBackend(server.url, model="retro-star-test")
-        documents = ["a [[retrostar:20]]", "b [[retrostar:90]]", "c [[retrostar:50]]"]
-        result = await Reranker(backend, cascade=Cascade.single(2)).rerank("q", documents)
-    outcomes = outcomes_from_ranking(result.ranking, documents, ["id-a", None, "id-c"])
+        candidates = [
+            Candidate("a [[retrostar:20]]", "id-a"),
+            Candidate("b [[retrostar:90]]"),
+            Candidate("c [[retrostar:50]]", "id-c"),
+        ]
+        result = await Reranker(backend, cascade=Cascade.single(2)).rerank("q", candidates)
+    outcomes = outcomes_from_ranking(result.ranking)
     assert [(o.first_stage_rank, o.new_rank, o.score) for o in outcomes] == [
         (2, 1, 90.0),
         (3, 2, 50.0),
         (1, 3, 20.0),
     ]
     assert [o.doc_id for o in outcomes] == [None, "id-c", "id-a"]
-    assert outcomes[0].text == documents[1] and outcomes[0].sample_scores == (90, 90)
+    assert outcomes[0].text == candidates[1].text and outcomes[0].sample_scores == (90, 90)
     assert outcomes[0].reasoning and "<score>" in outcomes[0].reasoning
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from retrostar_search.backends.sglang_http import SGLangGenerateBackend
 from retrostar_search.cache import ScoreCache
-from retrostar_search.reranker import Reranker
+from retrostar_search.reranker import Candidate, Reranker
 from retrostar_search.scoring import Cascade, UnparsedPolicy
 from retrostar_search.tasks import PRESETS
 from tests.scripted_sglang import ScriptedSGLangServer, expected_score
@@ -27,20 +27,24 @@ def backend(server: ScriptedSGLangServer):
     return SGLangGenerateBackend(server.url, model="retro-star-test")
 
 
+def candidates(texts: list[str]) -> list[Candidate]:
+    return [Candidate(text) for text in texts]
+
+
 def order(result) -> list[int]:
     return [document.index for document in result.ranking]
 
 
 async def test_ranks_by_score_and_breaks_ties_by_input_order(backend) -> None:
     documents = ["a [[retrostar:40]]", "b [[retrostar:90]]", "c [[retrostar:40]]", "d [[retrostar:95]]"]
-    result = await Reranker(backend).rerank("q", documents)
+    result = await Reranker(backend).rerank("q", candidates(documents))
     assert order(result) == [3, 1, 0, 2]
     assert [document.score for document in result.ranking] == [95.0, 90.0, 40.0, 40.0]
     assert not result.degraded and result.pairs_scored == 4
 
 
 async def test_unmarked_documents_get_the_scripted_hash_score(backend) -> None:
-    result = await Reranker(backend).rerank("leaves", ["chlorophyll", "photosynthesis"])
+    result = await Reranker(backend).rerank("leaves", candidates(["chlorophyll", "photosynthesis"]))
     scores = {document.index: document.score for document in result.ranking}
     assert scores == {
         0: expected_score("leaves", "chlorophyll"),
@@ -50,7 +54,7 @@ async def test_unmarked_documents_get_the_scripted_hash_score(backend) -> None:
 
 async def test_identical_documents_are_scored_once(backend, server) -> None:
     documents = ["same [[retrostar:60]]", "other [[retrostar:70]]", "same [[retrostar:60]]"]
-    result = await Reranker(backend).rerank("q", documents)
+    result = await Reranker(backend).rerank("q", candidates(documents))
     assert len(server.stats.prompts) == 2
     assert order(result) == [1, 0, 2]
     assert result.ranking[1].score == result.ranking[2].score == 60.0
@@ -58,7 +62,7 @@ async def test_identical_documents_are_scored_once(backend, server) -> None:
 
 async def test_samples_are_averaged_with_unparsed_counting_zero(backend, server) -> None:
     reranker = Reranker(backend, cascade=Cascade.single(4))
-    result = await reranker.rerank("q", ["x [[retrostar:70,80,90,100]]", "y [[noscore]]"])
+    result = await reranker.rerank("q", candidates(["x [[retrostar:70,80,90,100]]", "y [[noscore]]"]))
     assert server.stats.sampling[0]["n"] == 4
     scores = {document.index: document.score for document in result.ranking}
     assert scores == {0: 85.0, 1: 0.0}
@@ -67,7 +71,7 @@ async def test_samples_are_averaged_with_unparsed_counting_zero(backend, server)
 
 async def test_skip_policy_leaves_a_pair_without_parsed_samples_unscored(backend) -> None:
     reranker = Reranker(backend, unparsed_policy=UnparsedPolicy.SKIP)
-    result = await reranker.rerank("q", ["y [[noscore]]", "x [[retrostar:30]]"])
+    result = await reranker.rerank("q", candidates(["y [[noscore]]", "x [[retrostar:30]]"]))
     assert order(result) == [1, 0]
     assert result.ranking[1].score is None
 
@@ -79,7 +83,7 @@ async def test_cascade_rescores_the_top_candidates_with_more_samples(backend, se
         "c [[retrostar:20]]",
         "d [[retrostar:99]]",  # beyond the first stage's 3 candidates: never scored
     ]
-    result = await Reranker(backend, cascade=Cascade.parse("3@1,2@4")).rerank("q", documents)
+    result = await Reranker(backend, cascade=Cascade.parse("3@1,2@4")).rerank("q", candidates(documents))
     sent = [
         (sampling["n"], prompt.split("[Begin of Document]\n")[1][0])
         for prompt, sampling in zip(server.stats.prompts, server.stats.sampling, strict=True)
@@ -94,15 +98,19 @@ async def test_cascade_rescores_the_top_candidates_with_more_samples(backend, se
 
 async def test_cache_hits_cost_no_model_call(backend, server) -> None:
     reranker = Reranker(backend, cache=ScoreCache())
-    first = await reranker.rerank("q", ["a [[retrostar:10]]", "b [[retrostar:20]]"], task=PRESETS["biology"])
+    first = await reranker.rerank(
+        "q", candidates(["a [[retrostar:10]]", "b [[retrostar:20]]"]), task=PRESETS["biology"]
+    )
     calls = len(server.stats.prompts)
-    second = await reranker.rerank("q", ["b [[retrostar:20]]", "a [[retrostar:10]]"], task=PRESETS["biology"])
+    second = await reranker.rerank(
+        "q", candidates(["b [[retrostar:20]]", "a [[retrostar:10]]"]), task=PRESETS["biology"]
+    )
     assert len(server.stats.prompts) == calls == 2
     assert second.cache_hits == 2 and second.pairs_scored == 0
     assert all(document.cached for document in second.ranking)
     assert [d.score for d in second.ranking] == [d.score for d in first.ranking]
     # Another task is another prompt: not a hit.
-    await reranker.rerank("q", ["a [[retrostar:10]]"], task=PRESETS["economics"])
+    await reranker.rerank("q", candidates(["a [[retrostar:10]]"]), task=PRESETS["economics"])
     assert len(server.stats.prompts) == 3
 
 
@@ -113,7 +121,7 @@ async def test_deadline_returns_finished_scores_first_and_flags_the_rest(backend
         "slow two [[slow:5]]",
         "fast [[retrostar:60]]",
     ]
-    result = await Reranker(backend).rerank("q", documents, deadline=1.0)
+    result = await Reranker(backend).rerank("q", candidates(documents), deadline=1.0)
     assert result.degraded and result.deadline_exceeded
     assert order(result) == [3, 1, 0, 2]
     assert [document.scored for document in result.ranking] == [True, True, False, False]
@@ -122,7 +130,7 @@ async def test_deadline_returns_finished_scores_first_and_flags_the_rest(backend
 
 async def test_backend_errors_leave_the_rest_scored(backend) -> None:
     documents = ["boom [[error:500]]", "ok [[retrostar:70]]", "bad [[malformed]]"]
-    result = await Reranker(backend).rerank("q", documents)
+    result = await Reranker(backend).rerank("q", candidates(documents))
     assert result.degraded and not result.deadline_exceeded
     assert result.backend_errors == 2
     assert order(result) == [1, 0, 2]
@@ -134,7 +142,9 @@ async def test_all_pairs_are_in_flight_together() -> None:
     documents = [f"doc {i} [[retrostar:{i}]]" for i in range(24)]
     # A server of its own: slow requests cancelled by other tests may still be sleeping on the shared one.
     with ScriptedSGLangServer(latency=0.3) as server:
-        result = await Reranker(SGLangGenerateBackend(server.url, model="m")).rerank("q", documents)
+        result = await Reranker(SGLangGenerateBackend(server.url, model="m")).rerank(
+            "q", candidates(documents)
+        )
     assert server.stats.max_in_flight == 24
     assert result.model_seconds < 0.3 * 24 / 4  # far from sequential
     assert order(result)[0] == 23

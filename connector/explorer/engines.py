@@ -10,20 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from elastic_transport import TransportError as ElasticTransportError
-from elasticsearch import ApiError as ElasticsearchApiError
-from opensearchpy.exceptions import OpenSearchException
-
 from connector.settings import ConnectorSettings
 from retrostar_search.engines.connection import Engine, EngineConnection
-
-# What the two clients raise for an engine that fails or cannot be reached (HTTP errors and transport
-# errors); anything else is a bug and answers 500.
-ENGINE_ERRORS: tuple[type[Exception], ...] = (
-    OpenSearchException,
-    ElasticsearchApiError,
-    ElasticTransportError,
-)
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from connector.auth import require_api_key
 from connector.explorer.catalog import searchable_indices
-from connector.explorer.engines import ENGINE_ERRORS, ExplorerEngines
+from connector.explorer.engines import ExplorerEngines
 from connector.explorer.events import recent_events
 from connector.explorer.search import explore_search
-from connector.rerank_log.install import describe_error
 from connector.routes import Service
 from connector.service import RerankService
 from retrostar_search.engines.connection import Engine
+from retrostar_search.engines.errors import describe_engine_error, engine_errors
+from retrostar_search.errors import EngineError, InvalidInput
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 PAGE = STATIC_DIR / "explore.html"
@@ -113,18 +114,17 @@ async def search(
     ] = DEFAULT_CANDIDATES,
 ) -> dict[str, Any]:
     if not q.strip():
-        raise HTTPException(status_code=422, detail="invalid request: q must not be empty")
+        raise InvalidInput("invalid request: q must not be empty")
     if not _INDEX_NAME.fullmatch(index):
-        raise HTTPException(
-            status_code=422,
-            detail="invalid request: index must name one index or alias: no wildcards, commas or remote "
-            "clusters, and no leading '.', '_', '-' or '+'",
+        raise InvalidInput(
+            "invalid request: index must name one index or alias: no wildcards, commas or remote "
+            "clusters, and no leading '.', '_', '-' or '+'"
         )
     client = _search_client(explorer, engine)
     request_id = uuid.uuid4().hex
     try:
         answer = await explore_search(service, client, index, q, candidates, request_id)
-    except ENGINE_ERRORS as error:
+    except engine_errors() as error:
         raise _engine_failure("searching", error) from None
     return {**answer, "engine": (engine or explorer.default_engine).value}
 
@@ -160,10 +160,7 @@ def _search_client(explorer: ExplorerEngines, engine: Engine | None) -> Any:
     client = explorer.search_clients.get(chosen)
     if client is None:
         configured = ", ".join(engine.value for engine in explorer.engines)
-        raise HTTPException(
-            status_code=422,
-            detail=f"invalid request: engine {chosen.value} is not configured ({configured} is)",
-        )
+        raise InvalidInput(f"invalid request: engine {chosen.value} is not configured ({configured} is)")
     return client
 
 
@@ -171,9 +168,9 @@ async def _engine_call(what: str, function: Callable[..., ResultT], *args: Any) 
     # The engine clients are synchronous: a worker thread keeps the event loop free for reranks.
     try:
         return await run_in_threadpool(function, *args)
-    except ENGINE_ERRORS as error:
+    except engine_errors() as error:
         raise _engine_failure(what, error) from None
 
 
-def _engine_failure(what: str, error: Exception) -> HTTPException:
-    return HTTPException(status_code=502, detail=f"{what} failed: {describe_error(error)}")
+def _engine_failure(what: str, error: Exception) -> EngineError:
+    return EngineError(f"{what} failed: {describe_engine_error(error)}")

@@ -6,7 +6,7 @@ The connector needs only this::
 
     writer = RerankLogWriter(settings)          # settings: RerankLogSettings (or ConnectorSettings)
     await writer.start()
-    writer.submit(RerankEvent(..., documents=outcomes_from_ranking(result.ranking, texts, ids)))
+    writer.submit(RerankEvent(..., documents=outcomes_from_ranking(result.ranking)))
     writer.counters()                           # written / dropped_queue_full / dropped_engine_error
     registry.register(RerankLogCollector(writer))   # the same as Prometheus metrics
     await writer.stop()

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from retrostar_search.engines.connection import Engine
+from retrostar_search.engines.errors import describe_engine_error
 from retrostar_search.rerank_log.schema import (
     TEMPLATE_META,
     index_pattern,
@@ -107,7 +108,7 @@ def install(
             template_installed=False,
             retention=retention,
             policy_name=retention_policy_name(prefix),
-            message=f"index template: {describe_error(error)}",
+            message=f"index template: {describe_engine_error(error)}",
         )
     return InstallReport(
         template_installed=True,
@@ -155,29 +156,4 @@ def _install_ilm(client: Elasticsearch, prefix: str, retention_days: int) -> tup
 def _retention_failure(error: Exception, api: str) -> tuple[RetentionStatus, str]:
     if "no handler found" in str(error):
         return RetentionStatus.UNSUPPORTED, f"the engine has no {api} API; old log indices are not deleted"
-    return RetentionStatus.FAILED, f"retention policy: {describe_error(error)}"
-
-
-def describe_error(error: Exception) -> str:
-    """An engine error as type, status and the engine's reason; never the request, which may hold
-    credentials in its URL."""
-    # opensearch-py reports "N/A" as the status of a connection error; only an HTTP status is worth showing.
-    status = getattr(error, "status_code", None) or getattr(getattr(error, "meta", None), "status", None)
-    reason = _engine_reason(error)
-    parts = [type(error).__name__]
-    if isinstance(status, int):
-        parts.append(str(status))
-    if reason:
-        parts.append(reason)
-    return ": ".join(parts)
-
-
-def _engine_reason(error: Exception) -> str:
-    # opensearch-py keeps the parsed body in `info`, elasticsearch-py in `body`.
-    body = getattr(error, "body", None) or getattr(error, "info", None)
-    if isinstance(body, dict):
-        detail = body.get("error")
-        if isinstance(detail, dict):
-            return str(detail.get("reason") or detail.get("type") or "")
-        return str(detail or "")
-    return ""
+    return RetentionStatus.FAILED, f"retention policy: {describe_engine_error(error)}"

@@ -57,15 +57,11 @@ class RerankEvent:
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-def outcomes_from_ranking(
-    ranking: Sequence[ScoredDocument],
-    texts: Sequence[str],
-    doc_ids: Sequence[str | None] | None = None,
-) -> tuple[DocumentOutcome, ...]:
+def outcomes_from_ranking(ranking: Sequence[ScoredDocument]) -> tuple[DocumentOutcome, ...]:
     """The outcomes of a `Reranker.rerank` result (`RerankResult.ranking`), in the new order.
 
-    `texts` and `doc_ids` are in the request's (first-stage) order; the first sample's trajectory stands
-    for the document's reasoning.
+    The input position is the first-stage rank; the first sample's trajectory stands for the document's
+    reasoning.
     """
     return tuple(
         DocumentOutcome(
@@ -74,8 +70,8 @@ def outcomes_from_ranking(
             score=document.score,
             sample_scores=tuple(sample.score for sample in document.samples),
             reasoning=document.samples[0].text if document.samples else None,
-            doc_id=doc_ids[document.index] if doc_ids is not None else None,
-            text=texts[document.index],
+            doc_id=document.candidate.id,
+            text=document.candidate.text,
             cached=document.cached,
         )
         for position, document in enumerate(ranking, start=1)

@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from connector.rerank_log.install import InstallReport, describe_error, install
+from connector.rerank_log.install import InstallReport, install
 from connector.rerank_log.records import RerankEvent, event_records
 from retrostar_search.engines.connection import Engine
+from retrostar_search.engines.errors import describe_engine_error
 from retrostar_search.rerank_log.schema import daily_index
 from retrostar_search.rerank_log.settings import RerankLogSettings
 
@@ -203,7 +204,7 @@ class RerankLogWriter:
         try:
             outcome = await loop.run_in_executor(self._executor, self._write_blocking, batch)
         except Exception as error:  # a bug in serialisation must not kill the task that drains the queue
-            outcome = _BatchOutcome(written=0, error=describe_error(error))
+            outcome = _BatchOutcome(written=0, error=describe_engine_error(error))
         self._counts.in_flight = 0
         self._counts.written += outcome.written
         self._counts.dropped_engine_error += len(batch) - outcome.written
@@ -242,7 +243,7 @@ class RerankLogWriter:
                 )
             except Exception as exc:  # one malformed event must not cost the others their place
                 failed.add(position)
-                error = f"an event could not be serialised ({describe_error(exc)})"
+                error = f"an event could not be serialised ({describe_engine_error(exc)})"
                 continue
             index = daily_index(self.settings.log_index, event.timestamp)
             owners.extend(position for _ in records)
@@ -257,7 +258,7 @@ class RerankLogWriter:
                     failed.add(owner)
                     error = "the engine rejected some log records"
         except Exception as exc:
-            error = describe_error(exc)
+            error = describe_engine_error(exc)
         failed.update(owners[answered:])
         return _BatchOutcome(written=len(batch) - len(failed), error=error)
 

@@ -24,6 +24,7 @@ from index_tools.readers.fields import FieldNames
 from index_tools.readers.files import FilesCorpus, html_to_text
 from index_tools.readers.jsonl import count_lines, is_jsonl, read_jsonl, total_count
 from index_tools.records import ReadResult
+from retrostar_search.errors import InvalidInput
 
 __all__ = [
     "BeirCorpus",
@@ -55,7 +56,7 @@ class CorpusFormat(StrEnum):
     TSV = "tsv"
 
 
-class FormatError(ValueError):
+class FormatError(InvalidInput):
     """The path does not hold the format asked for, or its format cannot be told."""
 
 

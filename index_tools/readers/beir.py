@@ -12,12 +12,13 @@ from pathlib import Path
 from index_tools.readers.fields import FieldNames
 from index_tools.readers.jsonl import count_lines, iter_json_lines, read_jsonl
 from index_tools.records import ReadResult, Rejected
+from retrostar_search.errors import InvalidInput
 
 CORPUS_NAMES = ("corpus.jsonl", "corpus.jsonl.gz")
 QUERY_NAMES = ("queries.jsonl", "queries.jsonl.gz")
 
 
-class DataFileError(ValueError):
+class DataFileError(InvalidInput):
     """A queries or qrels file that evaluation cannot trust; the message names the file and line."""
 
 

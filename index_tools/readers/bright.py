@@ -20,6 +20,7 @@ from typing import Any
 from index_tools.readers.fields import FieldNames, document_from_row
 from index_tools.readers.jsonl import count_lines, iter_json_lines, total_count
 from index_tools.records import ReadResult, Rejected
+from retrostar_search.errors import InvalidInput
 
 ROW_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz")
 # BRIGHT fills excluded_ids with this placeholder when a query has none.
@@ -27,7 +28,7 @@ NO_EXCLUSION = "N/A"
 PARQUET_BATCH_ROWS = 1024
 
 
-class BrightLayoutError(ValueError):
+class BrightLayoutError(InvalidInput):
     """The folder is not a BRIGHT export, or the task to read is ambiguous or missing."""
 
 

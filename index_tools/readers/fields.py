@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from index_tools.records import Document, ReadResult, Rejected, excerpt
+from retrostar_search.errors import InvalidInput
 
 DEFAULT_ID_FIELDS = ("id", "_id")
 DEFAULT_TITLE_FIELDS = ("title",)
@@ -38,7 +39,7 @@ class FieldNames:
         return (self.text,) if self.text else DEFAULT_TEXT_FIELDS
 
 
-class FieldError(ValueError):
+class FieldError(InvalidInput):
     """A field holds a value that cannot be a document id, title or text."""
 
 

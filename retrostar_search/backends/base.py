@@ -29,12 +29,6 @@ class SamplingParams:
         }
 
 
-class BackendError(RuntimeError):
-    """The backend could not produce samples for a prompt (unreachable, error status, malformed reply).
-
-    Messages name the backend and the status, never the prompt text or credentials."""
-
-
 class Backend(ABC):
     """Generates `n` sampled Retro* trajectories for one prompt."""
 
@@ -45,7 +39,7 @@ class Backend(ABC):
 
     @abstractmethod
     async def generate(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> list[str]:
-        """Return exactly `n` generated texts, or raise BackendError."""
+        """Return exactly `n` generated texts, or raise `retrostar_search.errors.BackendError`."""
 
     @abstractmethod
     async def ready(self) -> bool:

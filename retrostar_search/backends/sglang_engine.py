@@ -5,7 +5,8 @@ sglang is imported when the backend is built, never at module import, so the pac
 
 from __future__ import annotations
 
-from retrostar_search.backends.base import Backend, BackendError, SamplingParams
+from retrostar_search.backends.base import Backend, SamplingParams
+from retrostar_search.errors import BackendError, MissingExtra
 from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_template
 
 
@@ -24,7 +25,7 @@ class SGLangEngineBackend(Backend):
         try:
             import sglang
         except ImportError as exc:
-            raise RuntimeError(
+            raise MissingExtra(
                 "the in-process engine needs the 'sglang' extra on a GPU host: "
                 "pip install 'retrostar-search[sglang]'"
             ) from exc

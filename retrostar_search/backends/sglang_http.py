@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from retrostar_search.backends.base import Backend, BackendError, SamplingParams
+from retrostar_search.backends.base import Backend, SamplingParams
+from retrostar_search.errors import BackendError
 from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_template
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
 
+from retrostar_search.cli.connection import ConnectionOptions, connection_options
+from retrostar_search.cli.errors import fail
 from retrostar_search.dashboards import (
     DEFAULT_INDEX_PATTERN,
     DashboardsConnection,
@@ -20,8 +21,17 @@ from retrostar_search.dashboards import (
     saved_objects,
     to_ndjson,
 )
+from retrostar_search.errors import ExitCode
 
-AUTH_PANEL = "Dashboards connection"
+DASHBOARDS = ConnectionOptions(
+    model=DashboardsConnection,
+    env_prefix="RETROSEARCH_DASHBOARDS",
+    panel="Dashboards connection",
+    url_help="Base URL of the app, e.g. http://host:5601.",
+    url_required=True,
+    url_in_panel=False,
+    api_key_help="API key, sent as 'Authorization: ApiKey ...' (Kibana).",
+)
 
 dashboards_app = typer.Typer(
     name="dashboards",
@@ -48,12 +58,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(dashboards_app, name="dashboards")
 
 
-def _fail(message: str) -> NoReturn:
-    # Escaped: the message quotes the app's answer, whose brackets rich would take for markup.
-    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(1)
-
-
 @dashboards_app.command("export")
 def export_command(
     target: TargetOpt = Target.OPENSEARCH_DASHBOARDS,
@@ -75,13 +79,10 @@ def export_command(
 
 
 @dashboards_app.command("import")
+@connection_options(DASHBOARDS)
 def import_command(
-    url: Annotated[
-        str,
-        typer.Option(
-            "--url", envvar="RETROSEARCH_DASHBOARDS_URL", help="Base URL of the app, e.g. http://host:5601."
-        ),
-    ],
+    *,
+    connection: DashboardsConnection,
     target: TargetOpt = Target.OPENSEARCH_DASHBOARDS,
     index_pattern: PatternOpt = DEFAULT_INDEX_PATTERN,
     file: Annotated[
@@ -93,68 +94,14 @@ def import_command(
             help="Import this NDJSON (from export) instead of generating.",
         ),
     ] = None,
-    username: Annotated[
-        str | None,
-        typer.Option(
-            "--username",
-            envvar="RETROSEARCH_DASHBOARDS_USERNAME",
-            help="Basic-auth user.",
-            rich_help_panel=AUTH_PANEL,
-        ),
-    ] = None,
-    password: Annotated[
-        str | None,
-        typer.Option(
-            "--password",
-            envvar="RETROSEARCH_DASHBOARDS_PASSWORD",
-            help="Basic-auth password (prefer the environment variable).",
-            show_default=False,
-            rich_help_panel=AUTH_PANEL,
-        ),
-    ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key",
-            envvar="RETROSEARCH_DASHBOARDS_API_KEY",
-            help="API key, sent as 'Authorization: ApiKey ...' (Kibana).",
-            show_default=False,
-            rich_help_panel=AUTH_PANEL,
-        ),
-    ] = None,
-    ca_certs: Annotated[
-        Path | None,
-        typer.Option(
-            "--ca-certs",
-            exists=True,
-            dir_okay=False,
-            help="CA bundle to verify https.",
-            rich_help_panel=AUTH_PANEL,
-        ),
-    ] = None,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", help="Do not verify https certificates.", rich_help_panel=AUTH_PANEL)
-    ] = False,
 ) -> None:
     """Import the saved objects through the Saved Objects API, replacing earlier copies."""
-    if username is not None and api_key is not None:
-        raise typer.BadParameter("give either --username/--password or --api-key, not both")
-    connection = DashboardsConnection(
-        url=url,
-        username=username,
-        password=SecretStr(password) if password is not None else None,
-        api_key=SecretStr(api_key) if api_key is not None else None,
-        ca_certs=str(ca_certs) if ca_certs else None,
-        verify_certs=not insecure,
-    )
     ndjson = file.read_text(encoding="utf-8") if file else to_ndjson(saved_objects(target, index_pattern))
     try:
         result = import_saved_objects(connection, target, ndjson)
     except DashboardsImportError as error:
-        _fail(str(error))
+        fail(_err, error, connection=connection)
     _report(result, connection.display_url)
-    if not result.success:
-        raise typer.Exit(1)
 
 
 def _report(result: ImportResult, url: str) -> None:
@@ -166,4 +113,8 @@ def _report(result: ImportResult, url: str) -> None:
         title = f" ({failure.title})" if failure.title else ""
         line = f"  {failure.object_type} {failure.object_id}{title}: {failure.reason}"
         _err.print(escape(line), highlight=False)
-    _fail(f"{len(result.failures)} saved objects failed, {result.success_count} imported")
+    _err.print(
+        f"[bold red]error:[/] {len(result.failures)} saved objects failed, {result.success_count} imported",
+        highlight=False,
+    )
+    raise typer.Exit(ExitCode.INCOMPLETE)

@@ -26,34 +26,24 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from index_tools.bulk import BulkAbort, BulkOptions
+from index_tools.bulk import BulkOptions
 from index_tools.engine import EngineOps
-from index_tools.mapping import DEFAULT_ANALYZER, IncompatibleIndexError, choose_analyzer
+from index_tools.mapping import DEFAULT_ANALYZER, choose_analyzer
 from index_tools.policy import DEFAULT_MAX_DOC_BYTES
 from index_tools.readers import (
-    BrightLayoutError,
     Corpus,
     CorpusFormat,
     FieldNames,
-    FormatError,
     open_corpus,
 )
 from index_tools.records import Rejected
 from index_tools.rejects import DEFAULT_REJECTS_PATH
-from index_tools.run import ExitCode, IndexReport, IndexSettings, index_corpus
-from retrostar_search.cli.common import (
-    ApiKeyOpt,
-    CaCertsOpt,
-    EngineOpt,
-    InsecureOpt,
-    PasswordOpt,
-    UrlOpt,
-    UsernameOpt,
-    engine_connection,
-    print_error,
-    scrub,
-)
-from retrostar_search.engines.connection import Engine, EngineConnection
+from index_tools.run import IndexReport, IndexSettings, index_corpus
+from retrostar_search.cli.connection import ENGINE, connection_options
+from retrostar_search.cli.errors import command_errors, fail, scrub
+from retrostar_search.engines.connection import EngineConnection
+from retrostar_search.engines.errors import engine_errors
+from retrostar_search.errors import InvalidInput
 
 SOURCE_PANEL = "Source"
 INDEX_PANEL = "Index"
@@ -152,9 +142,8 @@ def pick_analyzer(
     """``choose_analyzer`` for a command: its note printed, an engine failure ending the command."""
     try:
         analyzer, note = choose_analyzer(ops, requested)
-    except ops.errors as error:
-        print_error(console, error, connection)
-        raise typer.Exit(ExitCode.FAILED) from None
+    except engine_errors() as error:
+        fail(console, error, connection=connection)
     if note:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     return analyzer
@@ -163,128 +152,139 @@ def pick_analyzer(
 def index_with_progress(
     console: Console, ops: EngineOps, corpus: Corpus, settings: IndexSettings, connection: EngineConnection
 ) -> IndexReport:
-    """``index_corpus`` under a progress bar, then its report; a failure is printed and ends the command
-    with ExitCode.FAILED."""
+    """``index_corpus`` under a progress bar, then its report; a failure is printed and ends the command."""
     try:
         with indexing_progress(console, corpus.size_hint()) as advance:
             report = index_corpus(ops, corpus, settings, advance, show_rejections(console))
-    except (IncompatibleIndexError, BulkAbort, *ops.errors) as error:
-        print_error(console, error, connection)
-        if isinstance(error, ops.errors) and "analyzer" in str(error):
-            console.print(
-                f"hint: the engine may lack the {settings.analyzer!r} analyzer (a node without the "
-                "analysis-common module only has 'standard' and a few others); choose another with --analyzer"
+    except command_errors() as error:
+        hint = None
+        if isinstance(error, engine_errors()) and "analyzer" in str(error):
+            hint = (
+                f"the engine may lack the {settings.analyzer!r} analyzer (a node without the analysis-common "
+                "module only has 'standard' and a few others); choose another with --analyzer"
             )
-        raise typer.Exit(ExitCode.FAILED) from None
+        fail(console, error, connection=connection, hint=hint)
     print_report(console, report)
     return report
 
 
+PathArg = Annotated[
+    Path, typer.Argument(help="A JSONL file, a BEIR or BRIGHT folder, a folder of files, a CSV/TSV.")
+]
+IndexOpt = Annotated[
+    str, typer.Option("--index", "-i", help="Index to write into.", rich_help_panel=INDEX_PANEL)
+]
+FormatOpt = Annotated[
+    CorpusFormat, typer.Option("--format", "-f", help="Input format.", rich_help_panel=SOURCE_PANEL)
+]
+IdFieldOpt = Annotated[
+    str | None,
+    typer.Option(help="Field holding the id (default: id, then _id).", rich_help_panel=SOURCE_PANEL),
+]
+TitleFieldOpt = Annotated[
+    str | None, typer.Option(help="Field holding the title (default: title).", rich_help_panel=SOURCE_PANEL)
+]
+TextFieldOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Field holding the text (default: text, contents, content).", rich_help_panel=SOURCE_PANEL
+    ),
+]
+TaskOpt = Annotated[
+    str | None, typer.Option(help="BRIGHT task, when the export holds several.", rich_help_panel=SOURCE_PANEL)
+]
+LongDocumentsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--long-documents",
+        help="BRIGHT: index long_documents instead of documents.",
+        rich_help_panel=SOURCE_PANEL,
+    ),
+]
+AnalyzerOpt = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Analyzer for title and text \\[default: {DEFAULT_ANALYZER}, or standard where the engine lacks it].",
+        show_default=False,
+        rich_help_panel=INDEX_PANEL,
+    ),
+]
+ShardsOpt = Annotated[int, typer.Option(min=1, help="Primary shards.", rich_help_panel=INDEX_PANEL)]
+ReplicasOpt = Annotated[int, typer.Option(min=0, help="Replicas.", rich_help_panel=INDEX_PANEL)]
+RecreateOpt = Annotated[
+    bool, typer.Option("--recreate", help="Delete the index first if it exists.", rich_help_panel=INDEX_PANEL)
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Write into an existing index even if its mapping differs.",
+        rich_help_panel=INDEX_PANEL,
+    ),
+]
+ChunkSizeOpt = Annotated[
+    int, typer.Option(min=1, help="Documents per bulk request.", rich_help_panel=LOADING_PANEL)
+]
+ThreadsOpt = Annotated[
+    int, typer.Option(min=1, help="Bulk requests in parallel.", rich_help_panel=LOADING_PANEL)
+]
+MaxRetriesOpt = Annotated[
+    int,
+    typer.Option(
+        min=0, help="Retries (with backoff) on 429 and transient errors.", rich_help_panel=LOADING_PANEL
+    ),
+]
+MaxErrorsOpt = Annotated[
+    int | None,
+    typer.Option(min=0, help="Stop once more records than this are rejected.", rich_help_panel=LOADING_PANEL),
+]
+MaxDocBytesOpt = Annotated[
+    int, typer.Option(min=1, help="Largest title + text (UTF-8 bytes).", rich_help_panel=LOADING_PANEL)
+]
+TruncateHugeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--truncate-huge",
+        help="Cut over-long texts to --max-doc-bytes instead of rejecting.",
+        rich_help_panel=LOADING_PANEL,
+    ),
+]
+RejectsOpt = Annotated[
+    Path, typer.Option(help="Where rejected records are written (JSONL).", rich_help_panel=LOADING_PANEL)
+]
+
+
+@connection_options(ENGINE)
 def index_command(
-    path: Annotated[
-        Path, typer.Argument(help="A JSONL file, a BEIR or BRIGHT folder, a folder of files, a CSV/TSV.")
-    ],
-    index: Annotated[
-        str, typer.Option("--index", "-i", help="Index to write into.", rich_help_panel=INDEX_PANEL)
-    ],
-    corpus_format: Annotated[
-        CorpusFormat, typer.Option("--format", "-f", help="Input format.", rich_help_panel=SOURCE_PANEL)
-    ] = CorpusFormat.AUTO,
-    id_field: Annotated[
-        str | None,
-        typer.Option(help="Field holding the id (default: id, then _id).", rich_help_panel=SOURCE_PANEL),
-    ] = None,
-    title_field: Annotated[
-        str | None,
-        typer.Option(help="Field holding the title (default: title).", rich_help_panel=SOURCE_PANEL),
-    ] = None,
-    text_field: Annotated[
-        str | None,
-        typer.Option(
-            help="Field holding the text (default: text, contents, content).", rich_help_panel=SOURCE_PANEL
-        ),
-    ] = None,
-    task: Annotated[
-        str | None,
-        typer.Option(help="BRIGHT task, when the export holds several.", rich_help_panel=SOURCE_PANEL),
-    ] = None,
-    long_documents: Annotated[
-        bool,
-        typer.Option(
-            "--long-documents",
-            help="BRIGHT: index long_documents instead of documents.",
-            rich_help_panel=SOURCE_PANEL,
-        ),
-    ] = False,
-    engine: EngineOpt = Engine.OPENSEARCH,
-    url: UrlOpt = None,
-    username: UsernameOpt = None,
-    password: PasswordOpt = None,
-    api_key: ApiKeyOpt = None,
-    ca_certs: CaCertsOpt = None,
-    insecure: InsecureOpt = False,
-    analyzer: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Analyzer for title and text \\[default: {DEFAULT_ANALYZER}, or standard where the engine lacks it].",
-            show_default=False,
-            rich_help_panel=INDEX_PANEL,
-        ),
-    ] = None,
-    shards: Annotated[int, typer.Option(min=1, help="Primary shards.", rich_help_panel=INDEX_PANEL)] = 1,
-    replicas: Annotated[int, typer.Option(min=0, help="Replicas.", rich_help_panel=INDEX_PANEL)] = 0,
-    recreate: Annotated[
-        bool,
-        typer.Option("--recreate", help="Delete the index first if it exists.", rich_help_panel=INDEX_PANEL),
-    ] = False,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Write into an existing index even if its mapping differs.",
-            rich_help_panel=INDEX_PANEL,
-        ),
-    ] = False,
-    chunk_size: Annotated[
-        int, typer.Option(min=1, help="Documents per bulk request.", rich_help_panel=LOADING_PANEL)
-    ] = 500,
-    threads: Annotated[
-        int, typer.Option(min=1, help="Bulk requests in parallel.", rich_help_panel=LOADING_PANEL)
-    ] = 2,
-    max_retries: Annotated[
-        int,
-        typer.Option(
-            min=0, help="Retries (with backoff) on 429 and transient errors.", rich_help_panel=LOADING_PANEL
-        ),
-    ] = 6,
-    max_errors: Annotated[
-        int | None,
-        typer.Option(
-            min=0, help="Stop once more records than this are rejected.", rich_help_panel=LOADING_PANEL
-        ),
-    ] = None,
-    max_doc_bytes: Annotated[
-        int, typer.Option(min=1, help="Largest title + text (UTF-8 bytes).", rich_help_panel=LOADING_PANEL)
-    ] = DEFAULT_MAX_DOC_BYTES,
-    truncate_huge: Annotated[
-        bool,
-        typer.Option(
-            "--truncate-huge",
-            help="Cut over-long texts to --max-doc-bytes instead of rejecting.",
-            rich_help_panel=LOADING_PANEL,
-        ),
-    ] = False,
-    rejects: Annotated[
-        Path, typer.Option(help="Where rejected records are written (JSONL).", rich_help_panel=LOADING_PANEL)
-    ] = DEFAULT_REJECTS_PATH,
+    *,
+    path: PathArg,
+    index: IndexOpt,
+    corpus_format: FormatOpt = CorpusFormat.AUTO,
+    id_field: IdFieldOpt = None,
+    title_field: TitleFieldOpt = None,
+    text_field: TextFieldOpt = None,
+    task: TaskOpt = None,
+    long_documents: LongDocumentsOpt = False,
+    connection: EngineConnection,
+    analyzer: AnalyzerOpt = None,
+    shards: ShardsOpt = 1,
+    replicas: ReplicasOpt = 0,
+    recreate: RecreateOpt = False,
+    force: ForceOpt = False,
+    chunk_size: ChunkSizeOpt = 500,
+    threads: ThreadsOpt = 2,
+    max_retries: MaxRetriesOpt = 6,
+    max_errors: MaxErrorsOpt = None,
+    max_doc_bytes: MaxDocBytesOpt = DEFAULT_MAX_DOC_BYTES,
+    truncate_huge: TruncateHugeOpt = False,
+    rejects: RejectsOpt = DEFAULT_REJECTS_PATH,
 ) -> None:
     """Index a corpus for BM25 retrieval and Retro* reranking."""
-    connection = engine_connection(engine, url, username, password, api_key, ca_certs, insecure)
     try:
         corpus = open_corpus(
             path, corpus_format, FieldNames(id_field, title_field, text_field), task, long_documents
         )
-    except (FormatError, BrightLayoutError, FileNotFoundError) as error:
+    except (InvalidInput, FileNotFoundError) as error:
         raise typer.BadParameter(str(error), param_hint="PATH") from None
     console = Console()
     ops = EngineOps.connect(connection)
@@ -301,7 +301,7 @@ def index_command(
         rejects_path=rejects,
         bulk=BulkOptions(chunk_size=chunk_size, threads=threads, max_retries=max_retries),
     )
-    target = f"{corpus.format_name} corpus {str(path)!r} → {engine.value} {connection.resolved_url} index {index!r}"
+    target = f"{corpus.format_name} corpus {str(path)!r} → {connection.engine.value} {connection.resolved_url} index {index!r}"
     console.print(escape(scrub(target, connection)), highlight=False)
     report = index_with_progress(console, ops, corpus, settings, connection)
     raise typer.Exit(report.exit_code)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import time
 from collections import deque
 from pathlib import Path
-from typing import Annotated, NoReturn, TextIO
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from retrostar_search.cli.errors import fail
 from retrostar_search.engines.connection import Engine
+from retrostar_search.errors import ExitCode
 from retrostar_search.nodes import (
     DEFAULT_HEAP,
     DEFAULT_START_TIMEOUT_S,
@@ -23,9 +24,6 @@ from retrostar_search.nodes import (
     node_status,
     stop_node,
 )
-
-#: Exit status of `status` for a stopped node, as LSB init scripts report "not running".
-EXIT_NOT_RUNNING = 3
 
 node_app = typer.Typer(
     name="node",
@@ -54,12 +52,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(node_app, name="node")
 
 
-def _fail(message: str) -> NoReturn:
-    # Escaped: messages quote log lines and Maven output, full of [brackets] rich would read as markup.
-    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(1)
-
-
 @node_app.command()
 def start(
     engine: EngineOption = Engine.OPENSEARCH,
@@ -74,7 +66,7 @@ def start(
         with _out.status(f"starting {engine.value}…") as status:
             info = ensure_node(engine, port, heap, timeout_s=timeout, report=status.update)
     except NodeError as exc:
-        _fail(str(exc))
+        fail(_err, exc)
     if info.started_by_us:
         _out.print(f"[green]{engine.value} started[/] in {info.start_seconds:.1f} s")
     else:
@@ -88,7 +80,7 @@ def stop(engine: EngineOption = Engine.OPENSEARCH, port: PortOption = None) -> N
     try:
         stopped = stop_node(engine, port)
     except NodeError as exc:
-        _fail(str(exc))
+        fail(_err, exc)
     _out.print(f"{engine.value} stopped" if stopped else f"{engine.value} was not running")
 
 
@@ -98,7 +90,7 @@ def status(engine: EngineOption = Engine.OPENSEARCH, port: PortOption = None) ->
     try:
         state = node_status(engine, port)
     except NodeError as exc:
-        _fail(str(exc))
+        fail(_err, exc)
     if state.info is not None:
         _out.print(f"[green]running[/] {engine.value} at {state.url}")
         _out.print(_info_table(state.info))
@@ -109,7 +101,7 @@ def status(engine: EngineOption = Engine.OPENSEARCH, port: PortOption = None) ->
         )
         return
     _out.print(f"[red]stopped[/] {engine.value} (would listen on {state.url}; folder {state.home})")
-    raise typer.Exit(EXIT_NOT_RUNNING)
+    raise typer.Exit(ExitCode.INCOMPLETE)  # LSB init scripts' "not running"
 
 
 @node_app.command()
@@ -123,9 +115,9 @@ def logs(
     try:
         path = node_log(engine, port)
     except NodeError as exc:
-        _fail(str(exc))
+        fail(_err, exc)
     if not path.exists():
-        _fail(f"no log at {path}: the {engine.value} node on this port was never started")
+        fail(_err, NodeError(f"no log at {path}: the {engine.value} node on this port was never started"))
     with path.open(errors="replace") as log:
         # The deque reads to the end, which is where following picks up.
         for line in deque(log, maxlen=max(lines, 0)):

@@ -15,20 +15,11 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from retrostar_search.cli.common import (
-    ApiKeyOpt,
-    CaCertsOpt,
-    EngineOpt,
-    InsecureOpt,
-    PasswordOpt,
-    UrlOpt,
-    UsernameOpt,
-    engine_connection,
-    scrub,
-)
-from retrostar_search.engines.connection import Engine
-from retrostar_search.engines.elasticsearch_setup import elasticsearch_reason
-from retrostar_search.engines.opensearch_ml import opensearch_reason
+from retrostar_search.cli.connection import ENGINE, connection_options
+from retrostar_search.cli.errors import fail
+from retrostar_search.engines.connection import Engine, EngineConnection
+from retrostar_search.engines.connector_endpoint import split_fields
+from retrostar_search.engines.errors import engine_errors, engine_reason
 from retrostar_search.engines.search import (
     ConnectorClient,
     Hit,
@@ -37,12 +28,50 @@ from retrostar_search.engines.search import (
     search_and_rerank,
 )
 
-EXIT_FAILED = 1
 SNIPPET_CHARS = 80
 RERANK_PANEL = "Reranking"
 
+PipelineOpt = Annotated[
+    str,
+    typer.Option(help="OpenSearch search pipeline (from `setup opensearch`).", rich_help_panel=RERANK_PANEL),
+]
+ClientSideOpt = Annotated[
+    bool,
+    typer.Option(
+        help="OpenSearch: rerank here through the connector, not the pipeline.", rich_help_panel=RERANK_PANEL
+    ),
+]
+ConnectorUrlOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="RETROSEARCH_CONNECTOR_URL",
+        help="Connector for client-side rerank and --explain.",
+        rich_help_panel=RERANK_PANEL,
+    ),
+]
+ConnectorApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="RETROSEARCH_CONNECTOR_API_KEY",
+        help="The connector's API key.",
+        show_default=False,
+        rich_help_panel=RERANK_PANEL,
+    ),
+]
+TaskOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Task preset for client-side rerank (default: the connector's).", rich_help_panel=RERANK_PANEL
+    ),
+]
+ConnectorTimeoutOpt = Annotated[
+    float, typer.Option(help="Seconds to wait for the connector.", rich_help_panel=RERANK_PANEL)
+]
 
+
+@connection_options(ENGINE)
 def search(
+    *,
     query: Annotated[str, typer.Argument(help="What to search for.")],
     index: Annotated[str, typer.Option(help="Index to search.")],
     candidates: Annotated[int, typer.Option(help="BM25 hits to rerank (N).", min=1)] = 20,
@@ -50,71 +79,29 @@ def search(
     explain: Annotated[bool, typer.Option(help="Show Retro*'s reasoning for each kept hit.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     fields: Annotated[str, typer.Option(help="Comma-separated fields searched and reranked.")] = "title,text",
-    pipeline: Annotated[
-        str,
-        typer.Option(
-            help="OpenSearch search pipeline (from `setup opensearch`).", rich_help_panel=RERANK_PANEL
-        ),
-    ] = "retrostar",
-    client_side: Annotated[
-        bool,
-        typer.Option(
-            help="OpenSearch: rerank here through the connector, not the pipeline.",
-            rich_help_panel=RERANK_PANEL,
-        ),
-    ] = False,
-    connector_url: Annotated[
-        str,
-        typer.Option(
-            envvar="RETROSEARCH_CONNECTOR_URL",
-            help="Connector for client-side rerank and --explain.",
-            rich_help_panel=RERANK_PANEL,
-        ),
-    ] = "http://127.0.0.1:8000",
-    connector_api_key: Annotated[
-        str | None,
-        typer.Option(
-            envvar="RETROSEARCH_CONNECTOR_API_KEY",
-            help="The connector's API key.",
-            show_default=False,
-            rich_help_panel=RERANK_PANEL,
-        ),
-    ] = None,
-    task: Annotated[
-        str | None,
-        typer.Option(
-            help="Task preset for client-side rerank (default: the connector's).",
-            rich_help_panel=RERANK_PANEL,
-        ),
-    ] = None,
-    connector_timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for the connector.", rich_help_panel=RERANK_PANEL)
-    ] = 60.0,
-    engine: EngineOpt = Engine.OPENSEARCH,
-    url: UrlOpt = None,
-    username: UsernameOpt = None,
-    password: PasswordOpt = None,
-    api_key: ApiKeyOpt = None,
-    ca_certs: CaCertsOpt = None,
-    insecure: InsecureOpt = False,
+    pipeline: PipelineOpt = "retrostar",
+    client_side: ClientSideOpt = False,
+    connector_url: ConnectorUrlOpt = "http://127.0.0.1:8000",
+    connector_api_key: ConnectorApiKeyOpt = None,
+    task: TaskOpt = None,
+    connector_timeout: ConnectorTimeoutOpt = 60.0,
+    connection: EngineConnection,
 ) -> None:
     """Search an index and show how Retro* reorders the hits."""
     if top > candidates:
         raise typer.BadParameter(f"--top ({top}) cannot exceed --candidates ({candidates})")
-    connection = engine_connection(engine, url, username, password, api_key, ca_certs, insecure)
     console = Console(highlight=False)
-    field_names = tuple(name.strip() for name in fields.split(",") if name.strip())
     try:
         with ConnectorClient(connector_url, connector_api_key, connector_timeout) as connector:
             outcome = search_and_rerank(
                 connection.client(),
-                engine,
+                connection.engine,
                 index,
                 query,
                 connector,
                 candidates=candidates,
                 top=top,
-                fields=field_names,
+                fields=split_fields(fields),
                 pipeline=pipeline,
                 client_side=client_side,
                 explain=explain,
@@ -122,18 +109,21 @@ def search(
             )
             fallback = connector.backend_kind() == "cpu"
     except SearchError as error:
-        console.print(f"[red]rerank failed:[/] {escape(str(error))}")
-        raise typer.Exit(EXIT_FAILED) from None
-    except Exception as error:  # the engine clients' own errors
-        message = engine_error_message(error, pipeline)
-        if message is None:
-            raise
-        console.print(f"[red]search failed:[/] {escape(scrub(message, connection))}")
-        raise typer.Exit(EXIT_FAILED) from None
+        fail(console, error, label="rerank failed:")
+    except engine_errors() as error:
+        fail(
+            console,
+            error,
+            label="search failed:",
+            connection=connection,
+            hint=_pipeline_hint(error, pipeline),
+        )
     if as_json:
-        print(json.dumps({"engine": engine.value, **outcome.to_dict()}, ensure_ascii=False, indent=2))
+        print(
+            json.dumps({"engine": connection.engine.value, **outcome.to_dict()}, ensure_ascii=False, indent=2)
+        )
         return
-    print_comparison(console, outcome, engine, explain, fallback)
+    print_comparison(console, outcome, connection.engine, explain, fallback)
 
 
 def print_comparison(
@@ -183,20 +173,10 @@ def print_comparison(
             )
 
 
-def engine_error_message(error: Exception, pipeline: str) -> str | None:
-    """A one-line reason for an OpenSearch or Elasticsearch client error; None for anything else."""
-    import elasticsearch
-    import opensearchpy
-
-    if isinstance(error, opensearchpy.TransportError):
-        reason = opensearch_reason(error)
-        if "pipeline" in reason.lower() and pipeline in reason:
-            reason += f" (create it with: retrosearch setup opensearch --pipeline {pipeline} ...)"
-        return reason
-    if isinstance(error, elasticsearch.ApiError):
-        return elasticsearch_reason(error)
-    if isinstance(error, elasticsearch.TransportError):
-        return str(error)
+def _pipeline_hint(error: Exception, pipeline: str) -> str | None:
+    reason = engine_reason(error)
+    if "pipeline" in reason.lower() and pipeline in reason:
+        return f"create it with: retrosearch setup opensearch --pipeline {pipeline} ..."
     return None
 
 

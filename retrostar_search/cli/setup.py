@@ -7,7 +7,7 @@ What each command changes on a cluster, and why, is in docs/opensearch.md and do
 from __future__ import annotations
 
 import json
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from pydantic import SecretStr
@@ -15,40 +15,29 @@ from rich.console import Console
 from rich.markup import escape
 
 from connector.settings import ConnectorSettings
-from retrostar_search.cli.common import (
-    ApiKeyOpt,
-    CaCertsOpt,
-    InsecureOpt,
-    PasswordOpt,
-    UrlOpt,
-    UsernameOpt,
-    engine_connection,
-    scrub,
-)
-from retrostar_search.engines.connection import Engine, EngineConnection
+from retrostar_search.cli.connection import ELASTICSEARCH, OPENSEARCH, connection_options
+from retrostar_search.cli.errors import fail, scrub
+from retrostar_search.engines.connection import EngineConnection
+from retrostar_search.engines.connector_endpoint import PlannedRequest, split_fields
 from retrostar_search.engines.elasticsearch_setup import (
     ElasticsearchSetupError,
     InferenceWiring,
-    LicenceError,
     create_inference_endpoint,
     delete_inference_endpoint,
-    inference_endpoint_body,
     retriever_example,
 )
+from retrostar_search.engines.elasticsearch_setup import dry_run_plan as inference_dry_run_plan
 from retrostar_search.engines.opensearch_ml import MLCommons
 from retrostar_search.engines.opensearch_setup import (
     PRIVATE_IP_ENABLED,
     OpenSearchRerankSetup,
-    PlannedRequest,
     RerankWiring,
     SetupError,
+    SetupResult,
     dry_run_plan,
-    timeout_for_deadline,
 )
 from retrostar_search.engines.search import pipeline_search_body
 
-EXIT_FAILED = 1
-EXIT_LICENCE = 3
 CONNECTOR_PANEL = "Rerank connector"
 WIRING_PANEL = "What to wire"
 
@@ -74,91 +63,95 @@ ConnectorApiKeyOpt = Annotated[
         rich_help_panel=CONNECTOR_PANEL,
     ),
 ]
+DeadlineOpt = Annotated[
+    float,
+    typer.Option(
+        help="The connector's --deadline in seconds; OpenSearch's timeouts are set a few seconds above it.",
+        rich_help_panel=CONNECTOR_PANEL,
+    ),
+]
+ReadTimeoutOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="ML Commons read_timeout in seconds \\[default: deadline + 5].",
+        show_default=False,
+        rich_help_panel=CONNECTOR_PANEL,
+    ),
+]
+ConnectionTimeoutOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="ML Commons connection_timeout in seconds \\[default: deadline + 5].",
+        show_default=False,
+        rich_help_panel=CONNECTOR_PANEL,
+    ),
+]
+IndexOpt = Annotated[
+    str | None, typer.Option(help="Index for --default-pipeline.", rich_help_panel=WIRING_PANEL)
+]
+FieldsOpt = Annotated[
+    str,
+    typer.Option(
+        help="Comma-separated fields whose text is reranked (concatenated, as OpenSearch does).",
+        rich_help_panel=WIRING_PANEL,
+    ),
+]
+PipelineOpt = Annotated[str, typer.Option(help="Search pipeline name.", rich_help_panel=WIRING_PANEL)]
+DefaultPipelineOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Make the pipeline --index's index.search.default_pipeline.", rich_help_panel=WIRING_PANEL
+    ),
+]
+IgnoreFailureOpt = Annotated[
+    bool,
+    typer.Option(
+        help="When the rerank fails, answer the BM25 order instead of an error.", rich_help_panel=WIRING_PANEL
+    ),
+]
+NameOpt = Annotated[
+    str,
+    typer.Option(
+        help="Base name of the connector (<name>-rerank-connector) and model (<name>-rerank).",
+        rich_help_panel=WIRING_PANEL,
+    ),
+]
+SmokeTestOpt = Annotated[bool, typer.Option(help="Finish with a _predict through the model.")]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Print the requests instead of sending them (secrets masked).")
 ]
+InferenceIdOpt = Annotated[str, typer.Option(help="Inference endpoint id.")]
 
 
 @setup_app.command("opensearch")
+@connection_options(OPENSEARCH)
 def setup_opensearch(
+    *,
     connector_url: ConnectorUrlOpt,
     connector_api_key: ConnectorApiKeyOpt = None,
-    connector_deadline: Annotated[
-        float,
-        typer.Option(
-            help="The connector's --deadline in seconds; OpenSearch's timeouts are set a few seconds above it.",
-            rich_help_panel=CONNECTOR_PANEL,
-        ),
-    ] = ConnectorSettings.model_fields["deadline"].default,
-    read_timeout: Annotated[
-        int | None,
-        typer.Option(
-            help="ML Commons read_timeout in seconds \\[default: deadline + 5].",
-            show_default=False,
-            rich_help_panel=CONNECTOR_PANEL,
-        ),
-    ] = None,
-    connection_timeout: Annotated[
-        int | None,
-        typer.Option(
-            help="ML Commons connection_timeout in seconds \\[default: deadline + 5].",
-            show_default=False,
-            rich_help_panel=CONNECTOR_PANEL,
-        ),
-    ] = None,
-    index: Annotated[
-        str | None, typer.Option(help="Index for --default-pipeline.", rich_help_panel=WIRING_PANEL)
-    ] = None,
-    fields: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated fields whose text is reranked (concatenated, as OpenSearch does).",
-            rich_help_panel=WIRING_PANEL,
-        ),
-    ] = "title,text",
-    pipeline: Annotated[
-        str, typer.Option(help="Search pipeline name.", rich_help_panel=WIRING_PANEL)
-    ] = "retrostar",
-    default_pipeline: Annotated[
-        bool,
-        typer.Option(
-            help="Make the pipeline --index's index.search.default_pipeline.", rich_help_panel=WIRING_PANEL
-        ),
-    ] = False,
-    ignore_failure: Annotated[
-        bool,
-        typer.Option(
-            help="When the rerank fails, answer the BM25 order instead of an error.",
-            rich_help_panel=WIRING_PANEL,
-        ),
-    ] = False,
-    name: Annotated[
-        str,
-        typer.Option(
-            help="Base name of the connector (<name>-rerank-connector) and model (<name>-rerank).",
-            rich_help_panel=WIRING_PANEL,
-        ),
-    ] = "retrostar",
-    smoke_test: Annotated[bool, typer.Option(help="Finish with a _predict through the model.")] = True,
+    connector_deadline: DeadlineOpt = ConnectorSettings.model_fields["deadline"].default,
+    read_timeout: ReadTimeoutOpt = None,
+    connection_timeout: ConnectionTimeoutOpt = None,
+    index: IndexOpt = None,
+    fields: FieldsOpt = "title,text",
+    pipeline: PipelineOpt = "retrostar",
+    default_pipeline: DefaultPipelineOpt = False,
+    ignore_failure: IgnoreFailureOpt = False,
+    name: NameOpt = "retrostar",
+    smoke_test: SmokeTestOpt = True,
     dry_run: DryRunOpt = False,
-    url: UrlOpt = None,
-    username: UsernameOpt = None,
-    password: PasswordOpt = None,
-    api_key: ApiKeyOpt = None,
-    ca_certs: CaCertsOpt = None,
-    insecure: InsecureOpt = False,
+    connection: EngineConnection,
 ) -> None:
     """Connector, model and search pipeline in OpenSearch (2.19, ML Commons + neural-search)."""
     console = Console(highlight=False)
-    connection = engine_connection(Engine.OPENSEARCH, url, username, password, api_key, ca_certs, insecure)
-    default_timeout = timeout_for_deadline(connector_deadline)
     try:
-        wiring = RerankWiring(
-            connector_url=connector_url,
-            connector_api_key=SecretStr(connector_api_key) if connector_api_key else None,
-            read_timeout_s=default_timeout if read_timeout is None else read_timeout,
-            connection_timeout_s=default_timeout if connection_timeout is None else connection_timeout,
-            fields=_split_fields(fields),
+        wiring = RerankWiring.plan(
+            connector_url,
+            connector_api_key=connector_api_key,
+            deadline_s=connector_deadline,
+            read_timeout_s=read_timeout,
+            connection_timeout_s=connection_timeout,
+            fields=split_fields(fields),
             pipeline=pipeline,
             name=name,
             index=index,
@@ -172,48 +165,28 @@ def setup_opensearch(
         console.print(f"# dry run: the requests `setup opensearch` sends to {escape(target)} on a first run")
         _print_plan(console, dry_run_plan(wiring))
         return
-
     console.print(f"wiring {escape(wiring.connector_url)} into OpenSearch at {escape(target)}")
     try:
         result = _opensearch_setup(connection, console).apply(wiring, smoke_test=smoke_test)
     except SetupError as error:
-        _fail(console, "setup failed:", error, connection)
-    for note in result.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
-    if default_pipeline:
-        console.print(
-            "[yellow]note:[/] every search of "
-            f"{escape(str(index))} now goes through the pipeline: one without "
-            '"ext": {"rerank": {"query_context": ...}}, with size 0 or with track_total_hits false fails in '
-            "OpenSearch 2.19" + (" (answered un-reranked with --ignore-failure)" if ignore_failure else "")
-        )
-    example = pipeline_search_body("why do leaves change colour in autumn", wiring.fields, 10)
-    console.print(
-        f'[green]ready.[/] Search with: retrosearch search "your query" --index {escape(index or "<index>")}'
-        f" --pipeline {escape(wiring.pipeline)}\n"
-        f"or any client: POST /{escape(index or '<index>')}/_search?search_pipeline={escape(wiring.pipeline)}"
-    )
-    console.print_json(json.dumps(example))
+        fail(console, error, label="setup failed:", connection=connection)
+    _print_setup(console, wiring, result)
 
 
 @teardown_app.command("opensearch")
+@connection_options(OPENSEARCH)
 def teardown_opensearch(
+    *,
     pipeline: Annotated[str, typer.Option(help="Search pipeline name.")] = "retrostar",
     name: Annotated[str, typer.Option(help="Base name given to `setup opensearch --name`.")] = "retrostar",
-    url: UrlOpt = None,
-    username: UsernameOpt = None,
-    password: PasswordOpt = None,
-    api_key: ApiKeyOpt = None,
-    ca_certs: CaCertsOpt = None,
-    insecure: InsecureOpt = False,
+    connection: EngineConnection,
 ) -> None:
     """Remove the pipeline (and any index default pointing at it), the model and the connector."""
     console = Console(highlight=False)
-    connection = engine_connection(Engine.OPENSEARCH, url, username, password, api_key, ca_certs, insecure)
     try:
         removed = _opensearch_setup(connection, console).teardown(name=name, pipeline=pipeline)
     except SetupError as error:
-        _fail(console, "teardown failed:", error, connection)
+        fail(console, error, label="teardown failed:", connection=connection)
     if not removed:
         console.print(f"nothing to remove: no pipeline {pipeline!r}, connector or model named {name!r}")
     else:
@@ -221,23 +194,19 @@ def teardown_opensearch(
 
 
 @setup_app.command("elasticsearch")
+@connection_options(ELASTICSEARCH)
 def setup_elasticsearch(
+    *,
     connector_url: ConnectorUrlOpt,
     connector_api_key: ConnectorApiKeyOpt = None,
-    inference_id: Annotated[str, typer.Option(help="Inference endpoint id.")] = "retrostar",
+    inference_id: InferenceIdOpt = "retrostar",
     field: Annotated[str, typer.Option(help="Field the retriever sends to the endpoint.")] = "text",
     dry_run: DryRunOpt = False,
-    url: UrlOpt = None,
-    username: UsernameOpt = None,
-    password: PasswordOpt = None,
-    api_key: ApiKeyOpt = None,
-    ca_certs: CaCertsOpt = None,
-    insecure: InsecureOpt = False,
+    connection: EngineConnection,
 ) -> None:
     """A `custom` rerank inference endpoint for the text_similarity_reranker retriever (Enterprise or trial
     licence; on Basic, rerank client-side with `retrosearch search --engine elasticsearch`)."""
     console = Console(highlight=False)
-    connection = engine_connection(Engine.ELASTICSEARCH, url, username, password, api_key, ca_certs, insecure)
     try:
         wiring = InferenceWiring(
             connector_url=connector_url,
@@ -246,29 +215,17 @@ def setup_elasticsearch(
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    target = scrub(connection.resolved_url, connection)
     retriever = retriever_example(inference_id, "your query", field)
     if dry_run:
-        _print_plan(
-            console,
-            [
-                PlannedRequest(
-                    "create the rerank inference endpoint (replaced if it exists)",
-                    "PUT",
-                    f"/_inference/rerank/{inference_id}",
-                    inference_endpoint_body(wiring, mask_secrets=True),
-                )
-            ],
-        )
+        _print_plan(console, inference_dry_run_plan(wiring))
         console.print("# then search with:")
         console.print_json(json.dumps(retriever))
         return
+    target = scrub(connection.resolved_url, connection)
     try:
         create_inference_endpoint(connection.elasticsearch_client(), wiring, target)
-    except LicenceError as error:
-        _fail(console, "licence:", error, connection, EXIT_LICENCE)
     except ElasticsearchSetupError as error:
-        _fail(console, "setup failed:", error, connection)
+        fail(console, error, label="setup failed:", connection=connection)
     console.print(
         f"[green]created[/] rerank inference endpoint {inference_id!r} -> {escape(wiring.connector_url)}"
     )
@@ -277,23 +234,17 @@ def setup_elasticsearch(
 
 
 @teardown_app.command("elasticsearch")
+@connection_options(ELASTICSEARCH)
 def teardown_elasticsearch(
-    inference_id: Annotated[str, typer.Option(help="Inference endpoint id.")] = "retrostar",
-    url: UrlOpt = None,
-    username: UsernameOpt = None,
-    password: PasswordOpt = None,
-    api_key: ApiKeyOpt = None,
-    ca_certs: CaCertsOpt = None,
-    insecure: InsecureOpt = False,
+    *, inference_id: InferenceIdOpt = "retrostar", connection: EngineConnection
 ) -> None:
     """Delete the rerank inference endpoint."""
     console = Console(highlight=False)
-    connection = engine_connection(Engine.ELASTICSEARCH, url, username, password, api_key, ca_certs, insecure)
     target = scrub(connection.resolved_url, connection)
     try:
         removed = delete_inference_endpoint(connection.elasticsearch_client(), inference_id, target)
     except ElasticsearchSetupError as error:
-        _fail(console, "teardown failed:", error, connection)
+        fail(console, error, label="teardown failed:", connection=connection)
     console.print(
         f"removed inference endpoint {inference_id!r}"
         if removed
@@ -312,16 +263,25 @@ def _opensearch_setup(connection: EngineConnection, console: Console) -> OpenSea
     return OpenSearchRerankSetup(ml, report=lambda line: console.print(f"  {escape(line)}"))
 
 
-def _fail(
-    console: Console, label: str, error: Exception, connection: EngineConnection, code: int = EXIT_FAILED
-) -> NoReturn:
-    """Print the failure (the engine's own reason, with the connection's secrets scrubbed) and exit."""
-    console.print(f"[red]{label}[/] {escape(scrub(str(error), connection))}")
-    raise typer.Exit(code) from None
-
-
-def _split_fields(fields: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in fields.split(",") if name.strip())
+def _print_setup(console: Console, wiring: RerankWiring, result: SetupResult) -> None:
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    if wiring.default_pipeline:
+        console.print(
+            "[yellow]note:[/] every search of "
+            f"{escape(str(wiring.index))} now goes through the pipeline: one without "
+            '"ext": {"rerank": {"query_context": ...}}, with size 0 or with track_total_hits false fails in '
+            "OpenSearch 2.19"
+            + (" (answered un-reranked with --ignore-failure)" if wiring.ignore_failure else "")
+        )
+    index = escape(wiring.index or "<index>")
+    console.print(
+        f'[green]ready.[/] Search with: retrosearch search "your query" --index {index}'
+        f" --pipeline {escape(wiring.pipeline)}\n"
+        f"or any client: POST /{index}/_search?search_pipeline={escape(wiring.pipeline)}"
+    )
+    example = pipeline_search_body("why do leaves change colour in autumn", wiring.fields, 10)
+    console.print_json(json.dumps(example))
 
 
 def _print_plan(console: Console, plan: list[PlannedRequest]) -> None:

@@ -10,15 +10,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from retrostar_search.dashboards.targets import PROFILES, Target
+from retrostar_search.engines.connection import ServiceConnection
+from retrostar_search.errors import RetrostarError
 
 IMPORT_PATH = "/api/saved_objects/_import"
 UPLOAD_FILENAME = "retrostar-dashboards.ndjson"
 
 
-class DashboardsImportError(Exception):
+class DashboardsImportError(RetrostarError):
     """The import request itself failed (unreachable, refused, not the Saved Objects API)."""
 
 
@@ -37,15 +38,10 @@ class ImportResult:
     failures: list[ImportFailure]
 
 
-@dataclass(frozen=True, slots=True)
-class DashboardsConnection:
+class DashboardsConnection(ServiceConnection):
+    """The app's base URL and credentials (basic auth or an API key)."""
+
     url: str
-    username: str | None = None
-    password: SecretStr | None = None
-    api_key: SecretStr | None = None
-    ca_certs: str | None = None
-    verify_certs: bool = True
-    timeout: float = 60.0
 
     @property
     def display_url(self) -> str:
@@ -81,7 +77,7 @@ def import_saved_objects(connection: DashboardsConnection, target: Target, ndjso
             files={"file": (UPLOAD_FILENAME, ndjson.encode("utf-8"), "application/ndjson")},
             auth=connection.auth(),
             verify=connection.verify(),
-            timeout=connection.timeout,
+            timeout=connection.request_timeout,
         )
     except httpx.HTTPError as error:
         raise DashboardsImportError(

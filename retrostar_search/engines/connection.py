@@ -1,7 +1,8 @@
 """How to reach a search engine: one typed description, turned into the official client.
 
 Every command that talks to an engine (index, setup, search, eval, the rerank log) builds its client here,
-so https, basic auth, API keys, CA bundles and the explicit no-verify switch behave the same everywhere.
+so https, basic auth, API keys, CA bundles and the explicit no-verify switch behave the same everywhere;
+the dashboards apps are reached with the same description (`ServiceConnection`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ DEFAULT_URLS: dict[Engine, str] = {
 }
 
 
-class EngineConnection(BaseModel):
-    """Where an engine is and how to authenticate; secrets stay `SecretStr` so they never print."""
+class ServiceConnection(BaseModel):
+    """Where an HTTP service is and how to authenticate (basic auth or an API key, never both); secrets
+    stay `SecretStr` so they never print."""
 
     model_config = ConfigDict(frozen=True)
 
-    engine: Engine = Engine.OPENSEARCH
     url: str | None = None
     username: str | None = None
     password: SecretStr | None = None
@@ -42,10 +43,16 @@ class EngineConnection(BaseModel):
     request_timeout: float = 60.0
 
     @model_validator(mode="after")
-    def _one_kind_of_auth(self) -> EngineConnection:
+    def _one_kind_of_auth(self) -> ServiceConnection:
         if self.api_key is not None and self.username is not None:
             raise ValueError("give either a username/password or an API key, not both")
         return self
+
+
+class EngineConnection(ServiceConnection):
+    """Where an engine is, which one, and how to authenticate."""
+
+    engine: Engine = Engine.OPENSEARCH
 
     @property
     def resolved_url(self) -> str:

@@ -5,6 +5,8 @@ Shared by the OpenSearch and Elasticsearch wiring, which both call the connector
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 RERANK_PATH = "/v1/rerank"
@@ -24,3 +26,18 @@ def connector_base_url(url: str) -> str:
         raise ValueError("the connector URL must not carry credentials, a query or a fragment")
     path = parts.path.rstrip("/").removesuffix(RERANK_PATH)
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def split_fields(fields: str) -> tuple[str, ...]:
+    """`title,text` (as the command line gives it) as field names."""
+    return tuple(name.strip() for name in fields.split(",") if name.strip())
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    """One REST call of a setup, as `--dry-run` shows it."""
+
+    purpose: str
+    method: str
+    path: str
+    body: dict[str, Any] | None = None

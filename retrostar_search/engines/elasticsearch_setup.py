@@ -29,8 +29,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from retrostar_search.engines.connector_endpoint import MASK, NO_API_KEY, RERANK_PATH, connector_base_url
+from retrostar_search.engines.connector_endpoint import (
+    MASK,
+    NO_API_KEY,
+    RERANK_PATH,
+    PlannedRequest,
+    connector_base_url,
+)
+from retrostar_search.engines.errors import explain_engine_error
 from retrostar_search.engines.search import first_stage_body
+from retrostar_search.errors import EngineError, Unavailable
 
 if TYPE_CHECKING:
     from elasticsearch import ApiError
@@ -80,6 +88,18 @@ def inference_endpoint_body(wiring: InferenceWiring, mask_secrets: bool = False)
             "secret_parameters": {"api_key": api_key},
         },
     }
+
+
+def dry_run_plan(wiring: InferenceWiring) -> list[PlannedRequest]:
+    """The one call `setup elasticsearch` makes, secrets masked."""
+    return [
+        PlannedRequest(
+            "create the rerank inference endpoint (replaced if it exists)",
+            "PUT",
+            f"/_inference/rerank/{wiring.inference_id}",
+            inference_endpoint_body(wiring, mask_secrets=True),
+        )
+    ]
 
 
 def template_violations(body: Mapping[str, Any]) -> list[str]:
@@ -159,12 +179,16 @@ def retriever_example(
     }
 
 
-class ElasticsearchSetupError(RuntimeError):
+class ElasticsearchSetupError(EngineError):
     """A failed step; the message is meant for the user as is."""
 
 
-class LicenceError(ElasticsearchSetupError):
+class LicenceError(ElasticsearchSetupError, Unavailable):
     """The cluster's licence does not include the inference API's custom service."""
+
+
+class NoInferenceApiError(ElasticsearchSetupError, Unavailable):
+    """The cluster has no inference API at all (a distribution without the inference plugin)."""
 
 
 def licence_explanation(licence: str | None, es_url: str) -> str:
@@ -225,24 +249,16 @@ def _endpoint_exists(client: Any, inference_id: str) -> bool:
 
 
 def _setup_error(error: ApiError, es_url: str) -> ElasticsearchSetupError:
-    reason = elasticsearch_reason(error)
+    reason = explain_engine_error(error)
     if error.meta.status == 403 and "licen" in reason.lower():
         return LicenceError(f"{licence_explanation(None, es_url)}\nElasticsearch said: {reason}")
     if "no handler found" in reason:
         # The route is missing: a distribution without the inference plugin (such as the integ-test zip).
-        return ElasticsearchSetupError(
+        return NoInferenceApiError(
             f"Elasticsearch at {es_url} has no inference API ({reason}). Rerank client-side instead: "
             "retrosearch search --engine elasticsearch"
         )
     return ElasticsearchSetupError(f"Elasticsearch refused the inference endpoint: {reason}")
-
-
-def elasticsearch_reason(error: ApiError) -> str:
-    """Elasticsearch's `error.reason` (or the best text there is) from a failed call."""
-    detail = error.body.get("error") if isinstance(error.body, Mapping) else None
-    if isinstance(detail, Mapping):
-        return str(detail.get("reason") or detail)
-    return str(detail or error.message)
 
 
 def _unresolved(template: str, where: str, values: Mapping[str, str]) -> list[str]:

@@ -2,7 +2,7 @@
 
 opensearch-py has no stable wrapper for these plugin APIs, so they go through the client's transport;
 everything that can fail raises `MLCommonsError` carrying OpenSearch's own message (its
-`error.reason`), which is what a user needs to act on.
+`error.reason`, see engines/errors.py), which is what a user needs to act on.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from typing import Any
 
 from opensearchpy import OpenSearch, OpenSearchWarning, TransportError
 
+from retrostar_search.engines.errors import explain_engine_error
+from retrostar_search.errors import EngineError
+
 ML = "/_plugins/_ml"
 
 
-class MLCommonsError(RuntimeError):
+class MLCommonsError(EngineError):
     """An ML Commons call that failed, with OpenSearch's message."""
 
     def __init__(self, action: str, message: str, status: int | None = None) -> None:
@@ -191,16 +194,4 @@ class MLCommons:
                 return self.client.transport.perform_request(method, path, params=params, body=body)
         except TransportError as error:
             status = error.status_code if isinstance(error.status_code, int) else None
-            raise MLCommonsError(action, opensearch_reason(error), status) from None
-
-
-def opensearch_reason(error: TransportError) -> str:
-    """OpenSearch's `error.reason` (or the best text there is) from a failed call."""
-    info = error.info
-    if isinstance(info, Mapping):
-        detail = info.get("error")
-        if isinstance(detail, Mapping) and detail.get("reason"):
-            return str(detail["reason"])
-        if isinstance(detail, str):
-            return detail
-    return str(error.error) if error.error else str(error)
+            raise MLCommonsError(action, explain_engine_error(error), status) from None

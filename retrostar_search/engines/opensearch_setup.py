@@ -27,9 +27,16 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from retrostar_search.engines.connector_endpoint import MASK, NO_API_KEY, RERANK_PATH, connector_base_url
+from retrostar_search.engines.connector_endpoint import (
+    MASK,
+    NO_API_KEY,
+    RERANK_PATH,
+    PlannedRequest,
+    connector_base_url,
+)
 from retrostar_search.engines.opensearch_ml import MLCommons, MLCommonsError, StoredObject
 from retrostar_search.engines.search import DEFAULT_FIELDS
+from retrostar_search.errors import EngineError
 
 TRUSTED_ENDPOINTS = "plugins.ml_commons.trusted_connector_endpoints_regex"
 PRIVATE_IP_ENABLED = "plugins.ml_commons.connector.private_ip_enabled"
@@ -103,6 +110,27 @@ class RerankWiring:
             raise ValueError("timeouts are whole seconds, at least 1")
         if self.default_pipeline and not self.index:
             raise ValueError("--default-pipeline needs --index")
+
+    @classmethod
+    def plan(
+        cls,
+        connector_url: str,
+        *,
+        connector_api_key: str | None = None,
+        deadline_s: float,
+        read_timeout_s: int | None = None,
+        connection_timeout_s: int | None = None,
+        **wiring: Any,
+    ) -> RerankWiring:
+        """The wiring for a connector with this deadline: the timeouts not given follow from it."""
+        default_timeout = timeout_for_deadline(deadline_s)
+        return cls(
+            connector_url=connector_url,
+            connector_api_key=SecretStr(connector_api_key) if connector_api_key else None,
+            read_timeout_s=default_timeout if read_timeout_s is None else read_timeout_s,
+            connection_timeout_s=default_timeout if connection_timeout_s is None else connection_timeout_s,
+            **wiring,
+        )
 
     @property
     def connector_name(self) -> str:
@@ -202,16 +230,6 @@ def smoke_parameters() -> dict[str, Any]:
     return {"query": SMOKE_QUERY, "documents": list(SMOKE_DOCUMENTS), "top_n": len(SMOKE_DOCUMENTS)}
 
 
-@dataclass(frozen=True)
-class PlannedRequest:
-    """One REST call of a setup, as `--dry-run` shows it."""
-
-    purpose: str
-    method: str
-    path: str
-    body: dict[str, Any] | None = None
-
-
 def dry_run_plan(wiring: RerankWiring) -> list[PlannedRequest]:
     """The calls a first setup makes, in order, secrets masked; ids the cluster would assign appear as
     `<connector_id>` and `<model_id>`. Nothing here contacts the cluster."""
@@ -275,7 +293,7 @@ class SetupResult:
     notes: list[str] = field(default_factory=list)
 
 
-class SetupError(RuntimeError):
+class SetupError(EngineError):
     """A setup or teardown step that failed; the message names the step and carries OpenSearch's reason."""
 
 

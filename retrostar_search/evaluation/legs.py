@@ -18,8 +18,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from retrostar_search.backends.base import BackendError
-from retrostar_search.engines.search import DEFAULT_FIELDS, ConnectorClient, Hit, document_text
+from retrostar_search.engines.search import DEFAULT_FIELDS, ConnectorClient, Hit
+from retrostar_search.errors import BackendError
 from retrostar_search.reranker import Reranker
 from retrostar_search.scoring import Cascade
 from retrostar_search.settings import RerankerSettings
@@ -41,7 +41,7 @@ class RerankOutcome:
 
 
 class RerankLeg(Protocol):
-    async def rerank(self, query: str, candidates: Sequence[Hit]) -> RerankOutcome: ...
+    async def rerank(self, query: str, hits: Sequence[Hit]) -> RerankOutcome: ...
 
     def describe(self) -> dict[str, Any]:
         """What produced the reranked figures, for the summary."""
@@ -61,13 +61,14 @@ class InProcessLeg:
         self.cascade = cascade
         self.fields = fields
 
-    async def rerank(self, query: str, candidates: Sequence[Hit]) -> RerankOutcome:
-        if not candidates:
+    async def rerank(self, query: str, hits: Sequence[Hit]) -> RerankOutcome:
+        if not hits:
             return RerankOutcome(ranking=[], degraded=False, pairs_scored=0, cache_hits=0)
-        texts = [document_text(hit.source, self.fields) for hit in candidates]
-        result = await self.reranker.rerank(query, texts, task=self.task, cascade=self.cascade)
+        result = await self.reranker.rerank(
+            query, [hit.candidate(self.fields) for hit in hits], task=self.task, cascade=self.cascade
+        )
         return RerankOutcome(
-            ranking=[candidates[scored.index].id for scored in result.ranking],
+            ranking=[hits[scored.index].id for scored in result.ranking],
             degraded=result.degraded,
             pairs_scored=result.pairs_scored,
             cache_hits=result.cache_hits,
@@ -95,15 +96,15 @@ class ConnectorLeg:
         self.task = task
         self.fields = fields
 
-    async def rerank(self, query: str, candidates: Sequence[Hit]) -> RerankOutcome:
-        if not candidates:
+    async def rerank(self, query: str, hits: Sequence[Hit]) -> RerankOutcome:
+        if not hits:
             return RerankOutcome(ranking=[], degraded=False)
-        texts = [document_text(hit.source, self.fields) for hit in candidates]
         # The client is synchronous (and shareable between threads); a thread keeps the queries concurrent.
-        ids = [hit.id for hit in candidates]  # for the connector's rerank log, when it keeps one
-        scores = await asyncio.to_thread(self.client.rerank, query, texts, False, self.task, ids)
+        scores = await asyncio.to_thread(
+            self.client.rerank, query, [hit.candidate(self.fields) for hit in hits], False, self.task
+        )
         return RerankOutcome(
-            ranking=[candidates[score.index].id for score in scores],
+            ranking=[hits[score.index].id for score in scores],
             degraded=not all(score.scored for score in scores),
         )
 

@@ -1,0 +1,65 @@
+"""The one place that reads the engine clients' exceptions: which they are, and what to say about them.
+
+opensearch-py and elasticsearch-py raise different classes and keep the engine's answer in different
+attributes (`info` and `body`); every command, the explorer and the rerank log describe a failed engine
+call through the functions here, so an engine error reads the same wherever it surfaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+
+# opensearch-py's status of an error the engine never answered.
+_NO_STATUS = "N/A"
+
+
+@cache
+def engine_errors() -> tuple[type[Exception], ...]:
+    """Every exception the two clients raise for a failed call: HTTP errors and transport errors
+    (unreachable, timeout, TLS). The clients are imported here, when first needed."""
+    from elastic_transport import TransportError as ElasticTransportError
+    from elasticsearch import ApiError as ElasticsearchApiError
+    from opensearchpy.exceptions import OpenSearchException
+
+    return (OpenSearchException, ElasticsearchApiError, ElasticTransportError)
+
+
+def engine_reason(error: BaseException) -> str:
+    """The engine's own reason (`error.reason`, else `error.type` or the error text) from the answer's
+    body; "" when the engine did not answer with one."""
+    body = getattr(error, "body", None) or getattr(error, "info", None)
+    if not isinstance(body, Mapping):
+        return ""
+    detail = body.get("error")
+    if isinstance(detail, Mapping):
+        return str(detail.get("reason") or detail.get("type") or "")
+    return str(detail or "")
+
+
+def explain_engine_error(error: BaseException) -> str:
+    """For a person at a terminal: the engine's reason, or, when the engine did not answer (unreachable,
+    TLS, timeout), the client's own message. Callers scrub it of the connection's secrets."""
+    reason = engine_reason(error)
+    if reason:
+        return reason
+    # opensearch-py keeps the underlying message in `error`, elastic-transport in `message`.
+    for attribute in ("error", "message"):
+        message = getattr(error, attribute, None)
+        if isinstance(message, str) and message and message != _NO_STATUS:
+            return message
+    return str(error)
+
+
+def describe_engine_error(error: BaseException) -> str:
+    """An engine error as type, HTTP status and the engine's reason, for logs and API answers: never the
+    client's message, which may quote the request and its URL."""
+    # opensearch-py reports "N/A" as the status of a connection error; only an HTTP status is worth showing.
+    status = getattr(error, "status_code", None) or getattr(getattr(error, "meta", None), "status", None)
+    parts = [type(error).__name__]
+    if isinstance(status, int):
+        parts.append(str(status))
+    reason = engine_reason(error)
+    if reason:
+        parts.append(reason)
+    return ": ".join(parts)
