@@ -1,4 +1,5 @@
-# Developer and CI entry points: `make demo` runs the OpenSearch path end to end, `make test` the suite.
+# Developer and CI entry points: `make demo` runs the OpenSearch path end to end, `make test` the suite,
+# `make lint` ruff (lint and format) and mypy (configured in pyproject.toml).
 # Tests that need engines use the local nodes (see tests/conftest.py and docs/nodes.md).
 
 PYTHON ?= python3
@@ -26,3 +27,4 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,27 +41,30 @@ class LogLevel(StrEnum):
 class ServerSettings(BaseModel):
     """The HTTP service: where it listens, who may call it, how long a rerank may take."""
 
-    config: Path | None = Field(
-        default=None,
-        description="TOML file with any of these settings as flat keys; CLI options and environment "
-        "variables win over it.",
-    )
-    host: str = Field(default="127.0.0.1", description="Interface to listen on.")
-    port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
-    api_key: SecretStr | None = Field(
-        default=None, description="Bearer key clients must send (none: no authentication)."
-    )
-    deadline: float = Field(
-        default=25.0,
-        ge=0,
-        description="Seconds a rerank may take before it answers with what is known (0: no deadline). "
-        "Under Elasticsearch's 30 s limit; a request may ask for a shorter one.",
-    )
-    strict: bool = Field(
-        default=False,
-        description="Answer 502/504 instead of a degraded 200 when the backend fails or the deadline passes.",
-    )
-    log_level: LogLevel = Field(default=LogLevel.INFO, description="Log level.")
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    config: Path | None = None
+    """TOML file with any of these settings as flat keys; CLI options and environment variables win over
+    it."""
+
+    host: str = "127.0.0.1"
+    """Interface to listen on."""
+
+    port: int = Field(default=8000, ge=0, le=65535)
+    """Port to listen on."""
+
+    api_key: SecretStr | None = None
+    """Bearer key clients must send (none: no authentication)."""
+
+    deadline: float = Field(default=25.0, ge=0)
+    """Seconds a rerank may take before it answers with what is known (0: no deadline). Under Elasticsearch's
+    30 s limit; a request may ask for a shorter one."""
+
+    strict: bool = False
+    """Answer 502/504 instead of a degraded 200 when the backend fails or the deadline passes."""
+
+    log_level: LogLevel = LogLevel.INFO
+    """Log level."""
 
     def deadline_seconds(self, requested: float | None = None) -> float | None:
         """The deadline for one request: the server's, or a shorter one the request asks for."""
@@ -74,16 +77,19 @@ class ServerSettings(BaseModel):
 class LimitSettings(BaseModel):
     """What one request may hold: refused with 413, or 429 when too many are in flight."""
 
-    max_documents: int = Field(default=1000, ge=1, description="Most documents in one request (else 413).")
-    max_document_chars: int = Field(
-        default=100_000, ge=1, description="Most characters in one document (else 413)."
-    )
-    max_body_bytes: int = Field(
-        default=32 * 1024 * 1024, ge=1, description="Largest request body in bytes (else 413)."
-    )
-    max_concurrent_requests: int = Field(
-        default=64, ge=1, description="Rerank requests served at once; more get 429 with Retry-After."
-    )
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    max_documents: int = Field(default=1000, ge=1)
+    """Most documents in one request (else 413)."""
+
+    max_document_chars: int = Field(default=100_000, ge=1)
+    """Most characters in one document (else 413)."""
+
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    """Largest request body in bytes (else 413)."""
+
+    max_concurrent_requests: int = Field(default=64, ge=1)
+    """Rerank requests served at once; more get 429 with Retry-After."""
 
 
 class ConnectorSettings(

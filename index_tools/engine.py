@@ -24,23 +24,20 @@ class EngineOps:
         self.engine = engine
         if engine is Engine.OPENSEARCH:
             import opensearchpy
-            from opensearchpy import helpers
+            from opensearchpy import helpers as opensearch_helpers
 
-            self._helpers = helpers
+            self._helpers: Any = opensearch_helpers
             self._http_error: type[Exception] = opensearchpy.TransportError
             self._connection_errors: tuple[type[Exception], ...] = (opensearchpy.ConnectionError,)
             self._tls_errors: tuple[type[Exception], ...] = (opensearchpy.SSLError,)
-            # Every error the client raises: what a command reports as a message instead of a traceback.
-            self.errors: tuple[type[Exception], ...] = (opensearchpy.OpenSearchException,)
         else:
             import elasticsearch
-            from elasticsearch import helpers
+            from elasticsearch import helpers as elasticsearch_helpers
 
-            self._helpers = helpers
+            self._helpers = elasticsearch_helpers
             self._http_error = elasticsearch.ApiError
             self._connection_errors = (elasticsearch.ConnectionError, elasticsearch.ConnectionTimeout)
             self._tls_errors = (elasticsearch.SSLError,)
-            self.errors = (elasticsearch.ApiError, elasticsearch.TransportError)
 
     @classmethod
     def connect(cls, connection: EngineConnection) -> EngineOps:

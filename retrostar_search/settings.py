@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from retrostar_search.backends.base import SamplingParams
 from retrostar_search.prompts import ChatFormat
@@ -32,50 +32,53 @@ class BackendKind(StrEnum):
 class BackendSettings(BaseModel):
     """Which model server scores the pairs, and how to reach it."""
 
-    backend: BackendKind = Field(
-        default=BackendKind.SGLANG,
-        description="sglang: SGLang's native /generate; openai: the OpenAI-compatible chat API (SGLang, "
-        "vLLM); engine: sglang.Engine in this process (GPU host, 'sglang' extra); cpu: a lexical fallback "
-        "that is NOT Retro*, for plumbing only.",
-    )
-    backend_url: str = Field(
-        default="http://127.0.0.1:30000", description="Base URL of the SGLang (or vLLM) server."
-    )
-    backend_api_key: SecretStr | None = Field(
-        default=None, description="Bearer key the backend expects (SGLang's --api-key)."
-    )
-    model: str = Field(
-        default=DEFAULT_MODEL,
-        description="Model name sent to the chat API and part of every cache key; the model path for the "
-        "engine backend.",
-    )
-    chat_format: ChatFormat = Field(
-        default=ChatFormat.QWEN3,
-        description="Chat template applied for /generate and the engine: qwen3 (Retro* *-0928) or qwen2.5 "
-        "(Retro* *-0923).",
-    )
-    max_concurrency: int = Field(
-        default=256, ge=1, description="Most (query, document) pairs in flight to the backend at once."
-    )
-    tp_size: int = Field(default=1, ge=1, description="Tensor-parallel GPUs for the engine backend.")
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    backend: BackendKind = BackendKind.SGLANG
+    """sglang: SGLang's native /generate; openai: the OpenAI-compatible chat API (SGLang, vLLM); engine:
+    sglang.Engine in this process (GPU host, 'sglang' extra); cpu: a lexical fallback that is NOT Retro*, for
+    plumbing only."""
+
+    backend_url: str = "http://127.0.0.1:30000"
+    """Base URL of the SGLang (or vLLM) server."""
+
+    backend_api_key: SecretStr | None = None
+    """Bearer key the backend expects (SGLang's --api-key)."""
+
+    model: str = DEFAULT_MODEL
+    """Model name sent to the chat API and part of every cache key; the model path for the engine backend."""
+
+    chat_format: ChatFormat = ChatFormat.QWEN3
+    """Chat template applied for /generate and the engine: qwen3 (Retro* *-0928) or qwen2.5 (Retro*
+    *-0923)."""
+
+    max_concurrency: int = Field(default=256, ge=1)
+    """Most (query, document) pairs in flight to the backend at once."""
+
+    tp_size: int = Field(default=1, ge=1)
+    """Tensor-parallel GPUs for the engine backend."""
 
 
 class TaskSettings(BaseModel):
     """What "relevant" means: a preset, its parts overridden, or a task file."""
 
-    task: str | None = Field(
-        default=None, description="Task preset (one of BRIGHT's 12, e.g. biology); default: generic."
-    )
-    query_type: str | None = Field(default=None, description="Override the task's query type.")
-    doc_type: str | None = Field(default=None, description="Override the task's document type.")
-    relevance_definition: str | None = Field(
-        default=None, description="Override the task's relevance definition."
-    )
-    task_file: Path | None = Field(
-        default=None,
-        description="JSON or TOML file with task / query_type / doc_type / relevance_definition "
-        "(instead of the four settings above).",
-    )
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    task: str | None = None
+    """Task preset (one of BRIGHT's 12, e.g. biology); default: generic."""
+
+    query_type: str | None = None
+    """Override the task's query type."""
+
+    doc_type: str | None = None
+    """Override the task's document type."""
+
+    relevance_definition: str | None = None
+    """Override the task's relevance definition."""
+
+    task_file: Path | None = None
+    """JSON or TOML file with task / query_type / doc_type / relevance_definition (instead of the four
+    settings above)."""
 
     def task_definition(self) -> TaskDefinition:
         overrides = (self.task, self.query_type, self.doc_type, self.relevance_definition)
@@ -97,37 +100,43 @@ class TaskSettings(BaseModel):
 class ScoringSettings(BaseModel):
     """How a pair becomes a score: samples, the cascade, sampling, truncation and the score cache."""
 
-    samples: int = Field(default=1, ge=1, description="Samples K per pair; the score is their mean.")
-    cascade: str | None = Field(
-        default=None,
-        description="Cascade plan replacing --samples, e.g. '100@1,30@16' (the reference: all top-100 "
-        "with 1 sample, then the best 30 again with 16).",
-    )
-    unparsed: UnparsedPolicy = Field(
-        default=UnparsedPolicy.ZERO,
-        description="A sample without <score>: zero (counts 0, like the reference) or skip (left out of "
-        "the mean).",
-    )
-    temperature: float = Field(default=0.6, ge=0, description="Sampling temperature.")
-    top_k: int = Field(default=40, description="Sampling top-k (-1: off).")
-    max_new_tokens: int = Field(default=1024, ge=1, description="Most generated tokens per sample.")
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    samples: int = Field(default=1, ge=1)
+    """Samples K per pair; the score is their mean."""
+
+    cascade: str | None = None
+    """Cascade plan replacing --samples, e.g. '100@1,30@16' (the reference: all top-100 with 1 sample, then
+    the best 30 again with 16)."""
+
+    unparsed: UnparsedPolicy = UnparsedPolicy.ZERO
+    """A sample without <score>: zero (counts 0, like the reference) or skip (left out of the mean)."""
+
+    temperature: float = Field(default=0.6, ge=0)
+    """Sampling temperature."""
+
+    top_k: int = 40
+    """Sampling top-k (-1: off)."""
+
+    max_new_tokens: int = Field(default=1024, ge=1)
+    """Most generated tokens per sample."""
 
     # Document truncation (off by default, like the reference).
-    truncate_tokens: int | None = Field(
-        default=None, ge=1, description="Cut each document to this many tokens (needs --tokenizer)."
-    )
-    tokenizer: str | None = Field(
-        default=None, description="Local folder of the model's tokenizer, for --truncate-tokens."
-    )
-    truncate_chars: int | None = Field(
-        default=None, ge=1, description="Cut each document to this many characters (no tokenizer needed)."
-    )
+    truncate_tokens: int | None = Field(default=None, ge=1)
+    """Cut each document to this many tokens (needs --tokenizer)."""
+
+    tokenizer: str | None = None
+    """Local folder of the model's tokenizer, for --truncate-tokens."""
+
+    truncate_chars: int | None = Field(default=None, ge=1)
+    """Cut each document to this many characters (no tokenizer needed)."""
 
     # Score cache.
-    cache_size: int = Field(default=100_000, ge=0, description="Scores kept in memory (0: no cache).")
-    cache_path: Path | None = Field(
-        default=None, description="sqlite file that keeps scores across restarts."
-    )
+    cache_size: int = Field(default=100_000, ge=0)
+    """Scores kept in memory (0: no cache)."""
+
+    cache_path: Path | None = None
+    """sqlite file that keeps scores across restarts."""
 
     def cascade_plan(self) -> Cascade:
         return Cascade.parse(self.cascade) if self.cascade else Cascade.single(self.samples)

@@ -7,7 +7,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -135,17 +135,23 @@ def connector_settings(
     return make
 
 
+ServingT = TypeVar("ServingT", TestClient, BackgroundServer)
+
+
+def _serving(
+    connector_settings: Callable[..., ConnectorSettings], serve: Callable[[Any], ServingT]
+) -> Iterator[Callable[..., ServingT]]:
+    """A factory of connector apps with the given settings, each `serve`d (entered) until the test ends."""
+    with ExitStack() as stack:
+        yield lambda **overrides: stack.enter_context(serve(create_app(connector_settings(**overrides))))
+
+
 @pytest.fixture
 def connector_client(
     connector_settings: Callable[..., ConnectorSettings],
 ) -> Iterator[Callable[..., TestClient]]:
     """`connector_client(**settings)`: a TestClient on a connector app (lifespan run) with those settings."""
-    with ExitStack() as stack:
-
-        def open_client(**overrides: Any) -> TestClient:
-            return stack.enter_context(TestClient(create_app(connector_settings(**overrides))))
-
-        yield open_client
+    yield from _serving(connector_settings, TestClient)
 
 
 @pytest.fixture
@@ -153,12 +159,7 @@ def connector_server(
     connector_settings: Callable[..., ConnectorSettings],
 ) -> Iterator[Callable[..., BackgroundServer]]:
     """`connector_server(**settings)`: a connector on a real uvicorn server, on a free port."""
-    with ExitStack() as stack:
-
-        def start(**overrides: Any) -> BackgroundServer:
-            return stack.enter_context(BackgroundServer(create_app(connector_settings(**overrides))))
-
-        yield start
+    yield from _serving(connector_settings, BackgroundServer)
 
 
 # ------------------------------------------------------------------------------------------------

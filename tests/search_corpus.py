@@ -6,7 +6,12 @@ query; the documents that match the query's words best get the lowest scores.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+from typer.testing import CliRunner
+
+from retrostar_search.cli import app
 
 QUERY = "why do leaves change colour in autumn"
 
@@ -62,6 +67,19 @@ def index_documents(
         for doc_id, (title, text, _score) in documents.items()
     ]
     helpers.bulk(client, actions, refresh="wait_for")
+
+
+def indexed(client: Any, index: str) -> Iterator[str]:
+    """For a fixture: `index` holding the documents for the fixture's scope, deleted afterwards."""
+    index_documents(client, index)
+    yield index
+    client.indices.delete(index=index, ignore_unavailable=True)
+
+
+def run_cli(*args: str, columns: int = 200) -> tuple[int, str]:
+    """`retrosearch ARGS` in this process, on a terminal `columns` wide: the exit code and the output."""
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": str(columns)})
+    return result.exit_code, result.output
 
 
 def expected_order(doc_ids: list[str], first_stage_order: list[str]) -> list[str]:

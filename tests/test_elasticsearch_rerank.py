@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 from pydantic import SecretStr
-from typer.testing import CliRunner
 
-from retrostar_search.cli import app
 from retrostar_search.engines.connection import Engine
 from retrostar_search.engines.elasticsearch_setup import (
     RETRIEVER_REQUEST_VALUES,
@@ -27,23 +25,23 @@ from retrostar_search.engines.elasticsearch_setup import (
 from retrostar_search.engines.search import ConnectorClient, search_and_rerank, search_first_stage
 from retrostar_search.errors import ExitCode
 from tests.conftest import RestartableConnector
-from tests.search_corpus import DOCUMENTS, QUERY, expected_order, index_documents, scripted_score
+from tests.search_corpus import (
+    DOCUMENTS,
+    QUERY,
+    expected_order,
+    indexed,
+    run_cli,
+    scripted_score,
+)
 
 INDEX = f"rstest-es-{uuid.uuid4().hex[:8]}"
 SIZE = len(DOCUMENTS)
-runner = CliRunner()
-
-
-def cli(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-    return result.exit_code, result.output
+cli = run_cli
 
 
 @pytest.fixture(scope="module")
 def es_index(elasticsearch_client: Elasticsearch) -> Iterator[str]:
-    index_documents(elasticsearch_client, INDEX)
-    yield INDEX
-    elasticsearch_client.indices.delete(index=INDEX, ignore_unavailable=True)
+    yield from indexed(elasticsearch_client, INDEX)
 
 
 def test_client_side_rerank_on_elasticsearch(

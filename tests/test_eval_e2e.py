@@ -176,11 +176,11 @@ def test_backend_failures_are_reported_not_hidden(
     args = [str(collection), "--index", index_name, "--index-if-missing", "--rerank", "--out", str(out)]
     args += ["--cache", str(tmp_path / "scores.sqlite")]
 
-    # A backend that does not answer stops the run before any query (exit 3).
+    # A backend that does not answer stops the run before any query (exit 1).
     run_eval(*args, "--backend-url", "http://127.0.0.1:9", expect_exit=ExitCode.FAILED)
     assert not out.exists()
 
-    # A pair the backend fails on leaves its query degraded: the figures are still written, exit 1.
+    # A pair the backend fails on leaves its query degraded: the figures are still written, exit 3.
     run_eval(*args, "--backend-url", scripted_sglang.url, expect_exit=ExitCode.INCOMPLETE)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rerank"]["degraded_queries"] == 1

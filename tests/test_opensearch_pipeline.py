@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 from opensearchpy import OpenSearch, TransportError
-from typer.testing import CliRunner
 
 from connector.background import free_port
-from retrostar_search.cli import app
 from retrostar_search.cli.connection import OPENSEARCH
 from retrostar_search.engines.connection import Engine, EngineConnection
 from retrostar_search.engines.opensearch_ml import MLCommons
@@ -37,7 +35,7 @@ from retrostar_search.engines.search import (
 )
 from tests.conftest import RestartableConnector
 from tests.scripted_sglang import ScriptedSGLangServer
-from tests.search_corpus import DOCUMENTS, QUERY, expected_order, index_documents, scripted_score
+from tests.search_corpus import DOCUMENTS, QUERY, expected_order, index_documents, run_cli, scripted_score
 
 RUN = uuid.uuid4().hex[:8]
 NAME = f"rstest-{RUN}"
@@ -46,12 +44,7 @@ SLOW_INDEX = f"rstest-slow-{RUN}"
 DEFAULT_INDEX = f"rstest-default-{RUN}"
 SIZE = len(DOCUMENTS)
 _PROMPT_DOCUMENT = re.compile(r"\[Begin of Document\]\n(.*)\n\[End of Document\]\n", re.DOTALL)
-runner = CliRunner()
-
-
-def cli(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-    return result.exit_code, result.output
+cli = run_cli
 
 
 def setup_cli(opensearch_url: str, connector_url: str, *args: str) -> str:

@@ -10,33 +10,25 @@ from collections.abc import Iterator
 import pytest
 from elasticsearch import Elasticsearch
 from opensearchpy import OpenSearch
-from typer.testing import CliRunner
 
-from retrostar_search.cli import app
 from tests.conftest import RestartableConnector
-from tests.search_corpus import DOCUMENTS, QUERY, index_documents
+from tests.search_corpus import DOCUMENTS, QUERY, indexed, run_cli
 
 INDEX = f"rstest-cli-{uuid.uuid4().hex[:8]}"
-runner = CliRunner()
 
 
 def cli(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env={"COLUMNS": "220"})
-    return result.exit_code, result.output
+    return run_cli(*args, columns=220)
 
 
 @pytest.fixture(scope="module")
 def es_index(elasticsearch_client: Elasticsearch) -> Iterator[str]:
-    index_documents(elasticsearch_client, INDEX)
-    yield INDEX
-    elasticsearch_client.indices.delete(index=INDEX, ignore_unavailable=True)
+    yield from indexed(elasticsearch_client, INDEX)
 
 
 @pytest.fixture(scope="module")
 def os_index(opensearch_client: OpenSearch) -> Iterator[str]:
-    index_documents(opensearch_client, INDEX)
-    yield INDEX
-    opensearch_client.indices.delete(index=INDEX, ignore_unavailable=True)
+    yield from indexed(opensearch_client, INDEX)
 
 
 def search_es(elasticsearch_url: str, connector: RestartableConnector, *args: str) -> tuple[int, str]:

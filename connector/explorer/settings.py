@@ -3,7 +3,7 @@ is also a `RETROSEARCH_EXPLORE_*` environment variable, a `--explore-*` option a
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict
 
 from retrostar_search.engines.connection import (
     Engine,
@@ -14,19 +14,20 @@ from retrostar_search.engines.connection import (
 
 
 class _ExploreTarget(BaseModel):
-    explore: bool = Field(
-        default=True,
-        description="Serve the explorer page at /explore and its JSON API, which searches the explore "
-        "engine's indices with the connector's credentials (behind --api-key when one is set).",
-    )
-    explore_engine: Engine | None = Field(
-        default=None, description="Engine the explorer searches (unset: the log's engine, else opensearch)."
-    )
-    explore_url: str | None = Field(
-        default=None,
-        description="URL of the engine the explorer searches (unset: the log's engine and credentials when "
-        "--log-url is set, else the engine's local default, http://127.0.0.1:9200 for OpenSearch).",
-    )
+    """Whether the page is served, and the engine it searches."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    explore: bool = True
+    """Serve the explorer page at /explore and its JSON API, which searches the explore engine's indices with
+    the connector's credentials (behind --api-key when one is set)."""
+
+    explore_engine: Engine | None = None
+    """Engine the explorer searches (unset: the log's engine, else opensearch)."""
+
+    explore_url: str | None = None
+    """URL of the engine the explorer searches (unset: the log's engine and credentials when --log-url is set,
+    else the engine's local default, http://127.0.0.1:9200 for OpenSearch)."""
 
 
 # Base order = field order (the target, then the credentials), as `serve --help` lists them.

@@ -35,6 +35,8 @@ ISM_TEMPLATE_PRIORITY = 100
 
 
 class RetentionStatus(StrEnum):
+    """What became of the retention policy."""
+
     INSTALLED = "installed"
     UNSUPPORTED = "unsupported"  # the engine has no ISM / ILM API
     FAILED = "failed"
@@ -42,6 +44,9 @@ class RetentionStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class InstallReport:
+    """What `install` did: the template is what matters for writing; `message` says why when something
+    did not go in."""
+
     template_installed: bool
     retention: RetentionStatus
     policy_name: str
@@ -121,7 +126,7 @@ def install(
 def _install_ism(client: OpenSearch, prefix: str, retention_days: int) -> tuple[RetentionStatus, str]:
     name = retention_policy_name(prefix)
     body = ism_policy(prefix, retention_days)
-    ism = client.index_management
+    ism = client.plugins.index_management
     try:
         existing = _existing_ism_policy(client, name)
         # ISM refuses a PUT over an existing policy unless it names the version it replaces.
@@ -140,7 +145,7 @@ def _existing_ism_policy(client: OpenSearch, name: str) -> dict[str, Any] | None
     from opensearchpy.exceptions import NotFoundError
 
     try:
-        return client.index_management.get_policy(policy=name)
+        return client.plugins.index_management.get_policy(policy=name)
     except NotFoundError:
         return None
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from connector.rerank_log.install import InstallReport, install
@@ -36,9 +36,10 @@ _BULK_CHUNK_ACTIONS = 500
 _INSTALL_RETRY_SECONDS = 5.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LogCounters:
-    """Cumulative counts of rerank events (not documents), for export as Prometheus counters.
+    """Cumulative counts of rerank events (not documents), for export as Prometheus counters; the writer
+    hands out copies.
 
     `dropped_queue_full` also counts events submitted after `stop()`."""
 
@@ -53,17 +54,6 @@ class _Barrier:
 
     done: asyncio.Future[None]
     stop: bool = False
-
-
-@dataclass(slots=True)
-class _MutableCounters:
-    written: int = 0
-    dropped_queue_full: int = 0
-    dropped_engine_error: int = 0
-    # Events waiting in the queue; the queue itself also holds barriers, which the bound ignores.
-    queued: int = 0
-    # Events of the batch being written right now.
-    in_flight: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +79,11 @@ class RerankLogWriter:
         self._owns_client = client is None
         self._client = client if client is not None else settings.log_connection().client()
         self._queue: asyncio.Queue[RerankEvent | _Barrier] = asyncio.Queue()
-        self._counts = _MutableCounters()
+        self._totals = LogCounters()
+        # Events waiting in the queue (the queue itself also holds barriers, which the bound ignores), and
+        # events of the batch being written right now.
+        self._queued = 0
+        self._in_flight = 0
         # One thread: bulk requests go out one at a time, in order, and never compete with the app's pool.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rerank-log")
         self._task: asyncio.Task[None] | None = None
@@ -109,24 +103,20 @@ class RerankLogWriter:
 
     def submit(self, event: RerankEvent) -> bool:
         """Queue one event without waiting; False (and counted) when the queue is full or the writer stopped."""
-        if self._stopped or self._counts.queued >= self.settings.log_queue_size:
-            self._counts.dropped_queue_full += 1
+        if self._stopped or self._queued >= self.settings.log_queue_size:
+            self._totals.dropped_queue_full += 1
             return False
-        self._counts.queued += 1
+        self._queued += 1
         self._queue.put_nowait(event)
         return True
 
     def counters(self) -> LogCounters:
-        return LogCounters(
-            written=self._counts.written,
-            dropped_queue_full=self._counts.dropped_queue_full,
-            dropped_engine_error=self._counts.dropped_engine_error,
-        )
+        return replace(self._totals)
 
     @property
     def queued(self) -> int:
         """Events waiting to be written (a gauge)."""
-        return self._counts.queued
+        return self._queued
 
     @property
     def install_report(self) -> InstallReport | None:
@@ -151,8 +141,8 @@ class RerankLogWriter:
                 await asyncio.wait_for(self._barrier(stop=True), timeout)
             except TimeoutError:
                 self._task.cancel()
-                self._counts.dropped_engine_error += self._counts.queued + self._counts.in_flight
-                self._counts.queued = self._counts.in_flight = 0
+                self._totals.dropped_engine_error += self._queued + self._in_flight
+                self._queued = self._in_flight = 0
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._owns_client:
             self._client.close()
@@ -184,7 +174,7 @@ class RerankLogWriter:
             except TimeoutError:
                 item = None  # the oldest event in the batch has waited the flush interval
             if isinstance(item, RerankEvent):
-                self._counts.queued -= 1
+                self._queued -= 1
                 batch.append(item)
                 if batch_deadline is None:
                     batch_deadline = loop.time() + self.settings.log_flush_interval
@@ -200,14 +190,14 @@ class RerankLogWriter:
 
     async def _write(self, batch: list[RerankEvent]) -> None:
         loop = asyncio.get_running_loop()
-        self._counts.in_flight = len(batch)
+        self._in_flight = len(batch)
         try:
             outcome = await loop.run_in_executor(self._executor, self._write_blocking, batch)
         except Exception as error:  # a bug in serialisation must not kill the task that drains the queue
             outcome = _BatchOutcome(written=0, error=describe_engine_error(error))
-        self._counts.in_flight = 0
-        self._counts.written += outcome.written
-        self._counts.dropped_engine_error += len(batch) - outcome.written
+        self._in_flight = 0
+        self._totals.written += outcome.written
+        self._totals.dropped_engine_error += len(batch) - outcome.written
         self._note_engine_health(outcome.error)
 
     # -- on the writer's thread ----------------------------------------------------------------------
@@ -264,12 +254,13 @@ class RerankLogWriter:
 
     def _streaming_bulk(self, actions: list[dict[str, Any]]) -> Any:
         # Per-item results, in action order, so a rejected record is charged to its own event.
+        bulk: Any
         if self._engine is Engine.OPENSEARCH:
-            from opensearchpy.helpers import streaming_bulk
+            from opensearchpy.helpers import streaming_bulk as bulk
         else:
-            from elasticsearch.helpers import streaming_bulk
-        return streaming_bulk(
-            self._client,  # type: ignore[arg-type]
+            from elasticsearch.helpers import streaming_bulk as bulk
+        return bulk(
+            self._client,
             actions,
             chunk_size=_BULK_CHUNK_ACTIONS,
             raise_on_error=False,

@@ -43,11 +43,11 @@ def _row_files(folder: Path, config: str, task: str | None) -> dict[str, list[Pa
         return {}
     by_task: dict[str, list[Path]] = {}
     for file in sorted(config_dir.iterdir()):
-        suffix = next((s for s in ROW_SUFFIXES if file.name.endswith(s)), None)
-        if suffix is None or not file.is_file():
+        row_suffix = next((s for s in ROW_SUFFIXES if file.name.endswith(s)), None)
+        if row_suffix is None or not file.is_file():
             continue
         # "biology-00000-of-00001.parquet" and "biology.jsonl" both belong to task "biology".
-        stem = file.name.removesuffix(suffix)
+        stem = file.name.removesuffix(row_suffix)
         name = stem.split("-", 1)[0] if "-of-" in stem else stem
         by_task.setdefault(name, []).append(file)
     return by_task

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from index_tools.readers.fields import FieldNames, document_from_row
 from index_tools.readers.jsonl import count_lines
@@ -46,7 +47,7 @@ class DelimitedCorpus:
 
     def documents(self) -> Iterator[ReadResult]:
         source = str(self.path)
-        quoting = csv.QUOTE_NONE if self.delimiter == "\t" else csv.QUOTE_MINIMAL
+        quoting: Literal[0, 1, 2, 3] = csv.QUOTE_NONE if self.delimiter == "\t" else csv.QUOTE_MINIMAL
         with self.path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as stream:
             reader = csv.reader(stream, delimiter=self.delimiter, quoting=quoting, strict=True)
             header: list[str] | None = None

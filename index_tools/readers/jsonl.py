@@ -10,8 +10,8 @@ import gzip
 import json
 import zlib
 from collections.abc import Iterable, Iterator
+from io import BufferedIOBase
 from pathlib import Path
-from typing import IO
 
 from index_tools.readers.fields import FieldNames, document_from_row
 from index_tools.records import ReadResult, Rejected, excerpt
@@ -23,7 +23,7 @@ def is_jsonl(path: Path) -> bool:
     return path.name.endswith(JSONL_SUFFIXES)
 
 
-def open_binary(path: Path) -> IO[bytes]:
+def open_binary(path: Path) -> BufferedIOBase:
     """The file's bytes, decompressed when the name ends in ``.gz``."""
     return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
 

@@ -8,6 +8,7 @@ server batches them and its prefix cache reuses the query-side prompt.
 from __future__ import annotations
 
 import asyncio
+from abc import abstractmethod
 from typing import Any
 
 import httpx
@@ -18,6 +19,9 @@ from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_temp
 
 
 class _HTTPBackend(Backend):
+    """A model server over HTTP: the request, its errors and the check of the answer are the same for every
+    API; each subclass says what to send and where the texts are."""
+
     def __init__(
         self,
         base_url: str,
@@ -59,6 +63,29 @@ class _HTTPBackend(Backend):
         except ValueError:
             raise BackendError(f"{endpoint} answered non-JSON") from None
 
+    # Each API: where to post, what to send, and where the texts are in the answer.
+    path: str
+    answer_field: str  # named when an answer lacks it
+
+    async def generate(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> list[str]:
+        body = await self._post(self.path, self._payload(prompt, n, params))
+        try:
+            texts = self._texts(body)
+        except (KeyError, TypeError):
+            raise BackendError(
+                f"{self.kind} backend at {self.base_url}{self.path} answered without {self.answer_field}"
+            ) from None
+        if len(texts) != n:
+            raise BackendError(f"{self.kind} backend returned {len(texts)} samples, expected {n}")
+        return texts
+
+    @abstractmethod
+    def _payload(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _texts(self, body: Any) -> list[str]:
+        """The generated texts of an answer; KeyError or TypeError when it has none."""
+
     async def ready(self) -> bool:
         try:
             response = await self._client.get("/health", timeout=5.0)
@@ -74,37 +101,34 @@ class SGLangGenerateBackend(_HTTPBackend):
     """SGLang's native API: the chat template is applied here, the samples come from `n`."""
 
     kind = "sglang"
+    path = "/generate"
+    answer_field = "'text'"
 
     def __init__(self, base_url: str, *, chat_format: ChatFormat = ChatFormat.QWEN3, **kwargs: Any) -> None:
         super().__init__(base_url, **kwargs)
         self.chat_format = chat_format
 
-    async def generate(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> list[str]:
-        payload = {
+    def _payload(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> dict[str, Any]:
+        return {
             "text": apply_chat_template(prompt.text, self.chat_format),
             "sampling_params": params.for_sglang(n),
         }
-        body = await self._post("/generate", payload)
+
+    def _texts(self, body: Any) -> list[str]:
         # One prompt with n == 1 answers an object; with n > 1, a list of n objects.
         outputs = body if isinstance(body, list) else [body]
-        try:
-            texts = [str(output["text"]) for output in outputs]
-        except (KeyError, TypeError):
-            raise BackendError(
-                f"sglang backend at {self.base_url}/generate answered without 'text'"
-            ) from None
-        if len(texts) != n:
-            raise BackendError(f"sglang backend returned {len(texts)} samples, expected {n}")
-        return texts
+        return [str(output["text"]) for output in outputs]
 
 
 class OpenAIChatBackend(_HTTPBackend):
     """The OpenAI-compatible chat API (SGLang, vLLM): the server applies the chat template."""
 
     kind = "openai"
+    path = "/v1/chat/completions"
+    answer_field = "choices"
 
-    async def generate(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> list[str]:
-        payload = {
+    def _payload(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> dict[str, Any]:
+        return {
             "model": self.model,
             "messages": [{"role": "user", "content": prompt.text}],
             "n": n,
@@ -115,16 +139,9 @@ class OpenAIChatBackend(_HTTPBackend):
             "skip_special_tokens": False,
             "chat_template_kwargs": {"enable_thinking": False},
         }
-        body = await self._post("/v1/chat/completions", payload)
-        try:
-            texts = [str(choice["message"]["content"] or "") for choice in body["choices"]]
-        except (KeyError, TypeError):
-            raise BackendError(
-                f"openai backend at {self.base_url}/v1/chat/completions answered without choices"
-            ) from None
-        if len(texts) != n:
-            raise BackendError(f"openai backend returned {len(texts)} samples, expected {n}")
-        return texts
+
+    def _texts(self, body: Any) -> list[str]:
+        return [str(choice["message"]["content"] or "") for choice in body["choices"]]
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -22,14 +22,14 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import SecretStr, ValidationError
 
+from retrostar_search.cli.options import set_signature
 from retrostar_search.engines.connection import DEFAULT_URLS, Engine, EngineConnection, ServiceConnection
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 CONNECTION_PARAMETER = "connection"
@@ -135,11 +135,11 @@ OPENSEARCH = ENGINE.for_engine(Engine.OPENSEARCH)
 ELASTICSEARCH = ENGINE.for_engine(Engine.ELASTICSEARCH)
 
 
-def connection_options(options: ConnectionOptions) -> Callable[[Callable[P, R]], Callable[..., R]]:
+def connection_options(options: ConnectionOptions) -> Callable[[Callable[..., R]], Callable[..., R]]:
     """Replace the command's `connection` parameter by `options`, and hand the command the connection
     they describe."""
 
-    def decorate(command: Callable[P, R]) -> Callable[..., R]:
+    def decorate(command: Callable[..., R]) -> Callable[..., R]:
         own = inspect.signature(command, eval_str=True).parameters
         if CONNECTION_PARAMETER not in own:
             raise TypeError(f"{command.__name__} needs a parameter named {CONNECTION_PARAMETER!r}")
@@ -162,9 +162,3 @@ def connection_options(options: ConnectionOptions) -> Callable[[Callable[P, R]],
         return run
 
     return decorate
-
-
-def set_signature(function: Callable[..., Any], parameters: list[inspect.Parameter]) -> None:
-    """Give `function` the signature typer reads its options from (and the annotations it resolves)."""
-    function.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    function.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}

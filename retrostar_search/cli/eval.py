@@ -24,6 +24,7 @@ from index_tools.run import IndexSettings
 from retrostar_search.cli.connection import ENGINE, connection_options
 from retrostar_search.cli.errors import command_errors, fail, scrub
 from retrostar_search.cli.index import index_with_progress, pick_analyzer
+from retrostar_search.cli.options import in_panel
 from retrostar_search.cli.serve import load_settings
 from retrostar_search.engines.connection import EngineConnection
 from retrostar_search.engines.errors import engine_errors
@@ -41,146 +42,99 @@ from retrostar_search.evaluation.metrics import DEFAULT_METRICS
 from retrostar_search.evaluation.report import write_report
 from retrostar_search.settings import BackendKind
 
-_COLLECTION, _RUN, _RERANK, _OUTPUT = "Collection", "Run", "Rerank", "Output"
+_collection, _run, _rerank, _output = (in_panel(name) for name in ("Collection", "Run", "Rerank", "Output"))
+_NOT_SHOWN = {"show_default": False}
 
 PathArg = Annotated[Path, typer.Argument(help="A BEIR folder or a BRIGHT export.")]
-IndexOpt = Annotated[
-    str,
-    typer.Option("--index", "-i", help="Index holding the collection's corpus.", rich_help_panel=_COLLECTION),
-]
-FormatOpt = Annotated[
-    CollectionFormat, typer.Option("--format", "-f", help="Collection layout.", rich_help_panel=_COLLECTION)
-]
+IndexOpt = Annotated[str, _collection("Index holding the collection's corpus.", "--index", "-i")]
+FormatOpt = Annotated[CollectionFormat, _collection("Collection layout.", "--format", "-f")]
 TaskOpt = Annotated[
     str | None,
-    typer.Option(
-        help="BRIGHT: the task to evaluate (e.g. biology); also the Retro* task preset the reranker "
-        "reasons under (BEIR: the preset only; default: the generic task).",
-        rich_help_panel=_COLLECTION,
+    _collection(
+        "BRIGHT: the task to evaluate (e.g. biology); also the Retro* task preset the reranker reasons under "
+        "(BEIR: the preset only; default: the generic task)."
     ),
 ]
-SplitOpt = Annotated[
-    str, typer.Option(help="BEIR qrels split (qrels/<split>.tsv).", rich_help_panel=_COLLECTION)
-]
+SplitOpt = Annotated[str, _collection("BEIR qrels split (qrels/<split>.tsv).")]
 IndexIfMissingOpt = Annotated[
     bool,
-    typer.Option(
+    _collection(
+        "Index the collection's corpus first (as `retrosearch index` does) when the index does not exist.",
         "--index-if-missing",
-        help="Index the collection's corpus first (as `retrosearch index` does) when the index does not exist.",
-        rich_help_panel=_COLLECTION,
     ),
 ]
 AnalyzerOpt = Annotated[
     str | None,
-    typer.Option(
-        help="Analyzer for title and text when --index-if-missing builds the index "
+    _collection(
+        "Analyzer for title and text when --index-if-missing builds the index "
         f"\\[default: {DEFAULT_ANALYZER}, or standard where the engine lacks it].",
-        show_default=False,
-        rich_help_panel=_COLLECTION,
+        **_NOT_SHOWN,
     ),
 ]
-MetricsOpt = Annotated[
-    str, typer.Option(help="Comma-separated: ndcg@K, recall@K, mrr@K, map[@K], p@K.", rich_help_panel=_RUN)
-]
-ConcurrencyOpt = Annotated[
-    int, typer.Option(min=1, max=64, help="Queries in flight at once.", rich_help_panel=_RUN)
-]
+MetricsOpt = Annotated[str, _run("Comma-separated: ndcg@K, recall@K, mrr@K, map[@K], p@K.")]
+ConcurrencyOpt = Annotated[int, _run("Queries in flight at once.", min=1, max=64)]
 QueriesLimitOpt = Annotated[
-    int | None,
-    typer.Option(
-        min=1, help="Evaluate only the first N judged queries (a quick look).", rich_help_panel=_RUN
-    ),
+    int | None, _run("Evaluate only the first N judged queries (a quick look).", min=1)
 ]
-RerankOpt = Annotated[
-    bool, typer.Option("--rerank", help="Also rerank with Retro* and compare.", rich_help_panel=_RERANK)
-]
+RerankOpt = Annotated[bool, _rerank("Also rerank with Retro* and compare.", "--rerank")]
 CandidatesOpt = Annotated[
     int | None,
-    typer.Option(
-        min=1,
-        help=escape(
+    _rerank(
+        escape(
             f"First-stage hits reranked per query [default: the cascade's first stage, else {DEFAULT_CANDIDATES}]."
         ),
-        show_default=False,
-        rich_help_panel=_RERANK,
+        min=1,
+        **_NOT_SHOWN,
     ),
 ]
 CascadeOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Cascade plan, e.g. 100@1,30@16 (the reference); default: one sample per candidate.",
-        rich_help_panel=_RERANK,
-    ),
+    str | None, _rerank("Cascade plan, e.g. 100@1,30@16 (the reference); default: one sample per candidate.")
 ]
 ConnectorUrlOpt = Annotated[
     str | None,
-    typer.Option(
-        help="Rerank through this running connector (client-side, as `retrosearch search` does) instead "
-        "of in this process. Its cascade and cache are the connector's settings.",
-        rich_help_panel=_RERANK,
+    _rerank(
+        "Rerank through this running connector (client-side, as `retrosearch search` does) instead of in "
+        "this process. Its cascade and cache are the connector's settings."
     ),
 ]
 ConnectorApiKeyOpt = Annotated[
     str | None,
-    typer.Option(
-        envvar="RETROSEARCH_CONNECTOR_API_KEY",
-        help="Bearer key the connector expects.",
-        show_default=False,
-        rich_help_panel=_RERANK,
-    ),
+    _rerank("Bearer key the connector expects.", envvar="RETROSEARCH_CONNECTOR_API_KEY", **_NOT_SHOWN),
 ]
 BackendOpt = Annotated[
     BackendKind | None,
-    typer.Option(
-        help=escape(
-            "In-process backend, as for `retrosearch serve` [default: sglang]. cpu is a lexical "
-            "fallback, NOT Retro*."
+    _rerank(
+        escape(
+            "In-process backend, as for `retrosearch serve` [default: sglang]. cpu is a lexical fallback, NOT Retro*."
         ),
-        show_default=False,
-        rich_help_panel=_RERANK,
+        **_NOT_SHOWN,
     ),
 ]
 BackendUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        help=escape("SGLang (or vLLM) server [default: http://127.0.0.1:30000]."),
-        show_default=False,
-        rich_help_panel=_RERANK,
-    ),
+    str | None, _rerank(escape("SGLang (or vLLM) server [default: http://127.0.0.1:30000]."), **_NOT_SHOWN)
 ]
-ModelOpt = Annotated[
-    str | None, typer.Option(help="Model name (part of every cache key).", rich_help_panel=_RERANK)
-]
+ModelOpt = Annotated[str | None, _rerank("Model name (part of every cache key).")]
 ServeConfigOpt = Annotated[
     Path | None,
-    typer.Option(
+    _rerank(
+        "A `retrosearch serve` TOML config for the in-process reranker (sampling, truncation, ...).",
         "--config",
         exists=True,
         dir_okay=False,
-        help="A `retrosearch serve` TOML config for the in-process reranker (sampling, truncation, ...).",
-        rich_help_panel=_RERANK,
     ),
 ]
 CacheOpt = Annotated[
     Path | None,
-    typer.Option(
-        help=escape(
+    _rerank(
+        escape(
             "sqlite score cache for in-process reranking; a second run scores nothing twice "
             "[default: ~/.cache/retrostar-search/eval-scores.sqlite]."
         ),
-        show_default=False,
-        rich_help_panel=_RERANK,
+        **_NOT_SHOWN,
     ),
 ]
-OutOpt = Annotated[
-    Path, typer.Option(help="Folder for per-query results, TREC runs and the plot.", rich_help_panel=_OUTPUT)
-]
-JsonOpt = Annotated[
-    bool,
-    typer.Option(
-        "--json", help="Print a machine-readable summary instead of the table.", rich_help_panel=_OUTPUT
-    ),
-]
+OutOpt = Annotated[Path, _output("Folder for per-query results, TREC runs and the plot.")]
+JsonOpt = Annotated[bool, _output("Print a machine-readable summary instead of the table.", "--json")]
 
 
 @connection_options(ENGINE)

@@ -41,6 +41,7 @@ from index_tools.rejects import DEFAULT_REJECTS_PATH
 from index_tools.run import IndexReport, IndexSettings, index_corpus
 from retrostar_search.cli.connection import ENGINE, connection_options
 from retrostar_search.cli.errors import command_errors, fail, scrub
+from retrostar_search.cli.options import in_panel
 from retrostar_search.engines.connection import EngineConnection
 from retrostar_search.engines.errors import engine_errors
 from retrostar_search.errors import InvalidInput
@@ -168,90 +169,40 @@ def index_with_progress(
     return report
 
 
+_source, _index, _loading = in_panel(SOURCE_PANEL), in_panel(INDEX_PANEL), in_panel(LOADING_PANEL)
+
 PathArg = Annotated[
     Path, typer.Argument(help="A JSONL file, a BEIR or BRIGHT folder, a folder of files, a CSV/TSV.")
 ]
-IndexOpt = Annotated[
-    str, typer.Option("--index", "-i", help="Index to write into.", rich_help_panel=INDEX_PANEL)
-]
-FormatOpt = Annotated[
-    CorpusFormat, typer.Option("--format", "-f", help="Input format.", rich_help_panel=SOURCE_PANEL)
-]
-IdFieldOpt = Annotated[
-    str | None,
-    typer.Option(help="Field holding the id (default: id, then _id).", rich_help_panel=SOURCE_PANEL),
-]
-TitleFieldOpt = Annotated[
-    str | None, typer.Option(help="Field holding the title (default: title).", rich_help_panel=SOURCE_PANEL)
-]
-TextFieldOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Field holding the text (default: text, contents, content).", rich_help_panel=SOURCE_PANEL
-    ),
-]
-TaskOpt = Annotated[
-    str | None, typer.Option(help="BRIGHT task, when the export holds several.", rich_help_panel=SOURCE_PANEL)
-]
+IndexOpt = Annotated[str, _index("Index to write into.", "--index", "-i")]
+FormatOpt = Annotated[CorpusFormat, _source("Input format.", "--format", "-f")]
+IdFieldOpt = Annotated[str | None, _source("Field holding the id (default: id, then _id).")]
+TitleFieldOpt = Annotated[str | None, _source("Field holding the title (default: title).")]
+TextFieldOpt = Annotated[str | None, _source("Field holding the text (default: text, contents, content).")]
+TaskOpt = Annotated[str | None, _source("BRIGHT task, when the export holds several.")]
 LongDocumentsOpt = Annotated[
-    bool,
-    typer.Option(
-        "--long-documents",
-        help="BRIGHT: index long_documents instead of documents.",
-        rich_help_panel=SOURCE_PANEL,
-    ),
+    bool, _source("BRIGHT: index long_documents instead of documents.", "--long-documents")
 ]
 AnalyzerOpt = Annotated[
     str | None,
-    typer.Option(
-        help=f"Analyzer for title and text \\[default: {DEFAULT_ANALYZER}, or standard where the engine lacks it].",
+    _index(
+        f"Analyzer for title and text \\[default: {DEFAULT_ANALYZER}, or standard where the engine lacks it].",
         show_default=False,
-        rich_help_panel=INDEX_PANEL,
     ),
 ]
-ShardsOpt = Annotated[int, typer.Option(min=1, help="Primary shards.", rich_help_panel=INDEX_PANEL)]
-ReplicasOpt = Annotated[int, typer.Option(min=0, help="Replicas.", rich_help_panel=INDEX_PANEL)]
-RecreateOpt = Annotated[
-    bool, typer.Option("--recreate", help="Delete the index first if it exists.", rich_help_panel=INDEX_PANEL)
-]
-ForceOpt = Annotated[
-    bool,
-    typer.Option(
-        "--force",
-        help="Write into an existing index even if its mapping differs.",
-        rich_help_panel=INDEX_PANEL,
-    ),
-]
-ChunkSizeOpt = Annotated[
-    int, typer.Option(min=1, help="Documents per bulk request.", rich_help_panel=LOADING_PANEL)
-]
-ThreadsOpt = Annotated[
-    int, typer.Option(min=1, help="Bulk requests in parallel.", rich_help_panel=LOADING_PANEL)
-]
-MaxRetriesOpt = Annotated[
-    int,
-    typer.Option(
-        min=0, help="Retries (with backoff) on 429 and transient errors.", rich_help_panel=LOADING_PANEL
-    ),
-]
-MaxErrorsOpt = Annotated[
-    int | None,
-    typer.Option(min=0, help="Stop once more records than this are rejected.", rich_help_panel=LOADING_PANEL),
-]
-MaxDocBytesOpt = Annotated[
-    int, typer.Option(min=1, help="Largest title + text (UTF-8 bytes).", rich_help_panel=LOADING_PANEL)
-]
+ShardsOpt = Annotated[int, _index("Primary shards.", min=1)]
+ReplicasOpt = Annotated[int, _index("Replicas.", min=0)]
+RecreateOpt = Annotated[bool, _index("Delete the index first if it exists.", "--recreate")]
+ForceOpt = Annotated[bool, _index("Write into an existing index even if its mapping differs.", "--force")]
+ChunkSizeOpt = Annotated[int, _loading("Documents per bulk request.", min=1)]
+ThreadsOpt = Annotated[int, _loading("Bulk requests in parallel.", min=1)]
+MaxRetriesOpt = Annotated[int, _loading("Retries (with backoff) on 429 and transient errors.", min=0)]
+MaxErrorsOpt = Annotated[int | None, _loading("Stop once more records than this are rejected.", min=0)]
+MaxDocBytesOpt = Annotated[int, _loading("Largest title + text (UTF-8 bytes).", min=1)]
 TruncateHugeOpt = Annotated[
-    bool,
-    typer.Option(
-        "--truncate-huge",
-        help="Cut over-long texts to --max-doc-bytes instead of rejecting.",
-        rich_help_panel=LOADING_PANEL,
-    ),
+    bool, _loading("Cut over-long texts to --max-doc-bytes instead of rejecting.", "--truncate-huge")
 ]
-RejectsOpt = Annotated[
-    Path, typer.Option(help="Where rejected records are written (JSONL).", rich_help_panel=LOADING_PANEL)
-]
+RejectsOpt = Annotated[Path, _loading("Where rejected records are written (JSONL).")]
 
 
 @connection_options(ENGINE)

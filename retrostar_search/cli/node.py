@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, TextIO
 
@@ -62,11 +64,8 @@ def start(
     ] = DEFAULT_START_TIMEOUT_S,
 ) -> None:
     """Start the node (provisioning it on first use); says so and succeeds if it already runs."""
-    try:
-        with _out.status(f"starting {engine.value}…") as status:
-            info = ensure_node(engine, port, heap, timeout_s=timeout, report=status.update)
-    except NodeError as exc:
-        fail(_err, exc)
+    with _node_errors(), _out.status(f"starting {engine.value}…") as status:
+        info = ensure_node(engine, port, heap, timeout_s=timeout, report=status.update)
     if info.started_by_us:
         _out.print(f"[green]{engine.value} started[/] in {info.start_seconds:.1f} s")
     else:
@@ -77,20 +76,16 @@ def start(
 @node_app.command()
 def stop(engine: EngineOption = Engine.OPENSEARCH, port: PortOption = None) -> None:
     """Stop the node and wait until none of its processes is left."""
-    try:
+    with _node_errors():
         stopped = stop_node(engine, port)
-    except NodeError as exc:
-        fail(_err, exc)
     _out.print(f"{engine.value} stopped" if stopped else f"{engine.value} was not running")
 
 
 @node_app.command()
 def status(engine: EngineOption = Engine.OPENSEARCH, port: PortOption = None) -> None:
     """Show whether the node runs, with version and plugins (exit status 3 when stopped)."""
-    try:
+    with _node_errors():
         state = node_status(engine, port)
-    except NodeError as exc:
-        fail(_err, exc)
     if state.info is not None:
         _out.print(f"[green]running[/] {engine.value} at {state.url}")
         _out.print(_info_table(state.info))
@@ -112,10 +107,8 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
 ) -> None:
     """Print the end of the node's console log (its current or last run)."""
-    try:
+    with _node_errors():
         path = node_log(engine, port)
-    except NodeError as exc:
-        fail(_err, exc)
     if not path.exists():
         fail(_err, NodeError(f"no log at {path}: the {engine.value} node on this port was never started"))
     with path.open(errors="replace") as log:
@@ -124,6 +117,15 @@ def logs(
             print(line, end="")
         if follow:
             _follow(path, log)
+
+
+@contextmanager
+def _node_errors() -> Iterator[None]:
+    """A NodeError ends the command with its one-line message."""
+    try:
+        yield
+    except NodeError as exc:
+        fail(_err, exc)
 
 
 def _follow(path: Path, handle: TextIO) -> None:

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from retrostar_search.cli.connection import ENGINE, connection_options
 from retrostar_search.cli.errors import fail
+from retrostar_search.cli.options import in_panel
 from retrostar_search.engines.connection import Engine, EngineConnection
 from retrostar_search.engines.connector_endpoint import split_fields
 from retrostar_search.engines.errors import engine_errors, engine_reason
@@ -31,42 +32,18 @@ from retrostar_search.engines.search import (
 SNIPPET_CHARS = 80
 RERANK_PANEL = "Reranking"
 
-PipelineOpt = Annotated[
-    str,
-    typer.Option(help="OpenSearch search pipeline (from `setup opensearch`).", rich_help_panel=RERANK_PANEL),
-]
-ClientSideOpt = Annotated[
-    bool,
-    typer.Option(
-        help="OpenSearch: rerank here through the connector, not the pipeline.", rich_help_panel=RERANK_PANEL
-    ),
-]
+_rerank = in_panel(RERANK_PANEL)
+PipelineOpt = Annotated[str, _rerank("OpenSearch search pipeline (from `setup opensearch`).")]
+ClientSideOpt = Annotated[bool, _rerank("OpenSearch: rerank here through the connector, not the pipeline.")]
 ConnectorUrlOpt = Annotated[
-    str,
-    typer.Option(
-        envvar="RETROSEARCH_CONNECTOR_URL",
-        help="Connector for client-side rerank and --explain.",
-        rich_help_panel=RERANK_PANEL,
-    ),
+    str, _rerank("Connector for client-side rerank and --explain.", envvar="RETROSEARCH_CONNECTOR_URL")
 ]
 ConnectorApiKeyOpt = Annotated[
     str | None,
-    typer.Option(
-        envvar="RETROSEARCH_CONNECTOR_API_KEY",
-        help="The connector's API key.",
-        show_default=False,
-        rich_help_panel=RERANK_PANEL,
-    ),
+    _rerank("The connector's API key.", envvar="RETROSEARCH_CONNECTOR_API_KEY", show_default=False),
 ]
-TaskOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Task preset for client-side rerank (default: the connector's).", rich_help_panel=RERANK_PANEL
-    ),
-]
-ConnectorTimeoutOpt = Annotated[
-    float, typer.Option(help="Seconds to wait for the connector.", rich_help_panel=RERANK_PANEL)
-]
+TaskOpt = Annotated[str | None, _rerank("Task preset for client-side rerank (default: the connector's).")]
+ConnectorTimeoutOpt = Annotated[float, _rerank("Seconds to wait for the connector.")]
 
 
 @connection_options(ENGINE)

@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from connector.explorer.settings import ExplorerSettings
 from connector.settings import ENV_PREFIX, ConnectorSettings, LimitSettings, ServerSettings
-from retrostar_search.cli.connection import set_signature
+from retrostar_search.cli.options import set_signature
 from retrostar_search.rerank_log.settings import RerankLogSettings
 from retrostar_search.settings import BackendSettings, ScoringSettings, TaskSettings
 

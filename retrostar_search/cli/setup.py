@@ -17,6 +17,7 @@ from rich.markup import escape
 from connector.settings import ConnectorSettings
 from retrostar_search.cli.connection import ELASTICSEARCH, OPENSEARCH, connection_options
 from retrostar_search.cli.errors import fail, scrub
+from retrostar_search.cli.options import in_panel
 from retrostar_search.engines.connection import EngineConnection
 from retrostar_search.engines.connector_endpoint import PlannedRequest, split_fields
 from retrostar_search.engines.elasticsearch_setup import (
@@ -44,83 +45,55 @@ WIRING_PANEL = "What to wire"
 setup_app = typer.Typer(help="Wire the Retro* rerank connector into a search engine.", no_args_is_help=True)
 teardown_app = typer.Typer(help="Remove what `retrosearch setup` made.", no_args_is_help=True)
 
+_connector, _wiring, _other = in_panel(CONNECTOR_PANEL), in_panel(WIRING_PANEL), in_panel(None)
 ConnectorUrlOpt = Annotated[
     str,
-    typer.Option(
+    _connector(
+        "Base URL of `retrosearch serve` as the ENGINE reaches it (its /v1/rerank is called).",
         "--connector-url",
         envvar="RETROSEARCH_CONNECTOR_URL",
-        help="Base URL of `retrosearch serve` as the ENGINE reaches it (its /v1/rerank is called).",
-        rich_help_panel=CONNECTOR_PANEL,
     ),
 ]
 ConnectorApiKeyOpt = Annotated[
     str | None,
-    typer.Option(
+    _connector(
+        "The connector's API key (its --api-key), stored in the engine as the connector's credential.",
         "--connector-api-key",
         envvar="RETROSEARCH_CONNECTOR_API_KEY",
-        help="The connector's API key (its --api-key), stored in the engine as the connector's credential.",
         show_default=False,
-        rich_help_panel=CONNECTOR_PANEL,
     ),
 ]
 DeadlineOpt = Annotated[
     float,
-    typer.Option(
-        help="The connector's --deadline in seconds; OpenSearch's timeouts are set a few seconds above it.",
-        rich_help_panel=CONNECTOR_PANEL,
+    _connector(
+        "The connector's --deadline in seconds; OpenSearch's timeouts are set a few seconds above it."
     ),
 ]
 ReadTimeoutOpt = Annotated[
     int | None,
-    typer.Option(
-        help="ML Commons read_timeout in seconds \\[default: deadline + 5].",
-        show_default=False,
-        rich_help_panel=CONNECTOR_PANEL,
-    ),
+    _connector("ML Commons read_timeout in seconds \\[default: deadline + 5].", show_default=False),
 ]
 ConnectionTimeoutOpt = Annotated[
     int | None,
-    typer.Option(
-        help="ML Commons connection_timeout in seconds \\[default: deadline + 5].",
-        show_default=False,
-        rich_help_panel=CONNECTOR_PANEL,
-    ),
+    _connector("ML Commons connection_timeout in seconds \\[default: deadline + 5].", show_default=False),
 ]
-IndexOpt = Annotated[
-    str | None, typer.Option(help="Index for --default-pipeline.", rich_help_panel=WIRING_PANEL)
-]
+IndexOpt = Annotated[str | None, _wiring("Index for --default-pipeline.")]
 FieldsOpt = Annotated[
-    str,
-    typer.Option(
-        help="Comma-separated fields whose text is reranked (concatenated, as OpenSearch does).",
-        rich_help_panel=WIRING_PANEL,
-    ),
+    str, _wiring("Comma-separated fields whose text is reranked (concatenated, as OpenSearch does).")
 ]
-PipelineOpt = Annotated[str, typer.Option(help="Search pipeline name.", rich_help_panel=WIRING_PANEL)]
-DefaultPipelineOpt = Annotated[
-    bool,
-    typer.Option(
-        help="Make the pipeline --index's index.search.default_pipeline.", rich_help_panel=WIRING_PANEL
-    ),
-]
+PipelineOpt = Annotated[str, _wiring("Search pipeline name.")]
+DefaultPipelineOpt = Annotated[bool, _wiring("Make the pipeline --index's index.search.default_pipeline.")]
 IgnoreFailureOpt = Annotated[
-    bool,
-    typer.Option(
-        help="When the rerank fails, answer the BM25 order instead of an error.", rich_help_panel=WIRING_PANEL
-    ),
+    bool, _wiring("When the rerank fails, answer the BM25 order instead of an error.")
 ]
 NameOpt = Annotated[
-    str,
-    typer.Option(
-        help="Base name of the connector (<name>-rerank-connector) and model (<name>-rerank).",
-        rich_help_panel=WIRING_PANEL,
-    ),
+    str, _wiring("Base name of the connector (<name>-rerank-connector) and model (<name>-rerank).")
 ]
-SmokeTestOpt = Annotated[bool, typer.Option(help="Finish with a _predict through the model.")]
+SmokeTestOpt = Annotated[bool, _other("Finish with a _predict through the model.")]
 DryRunOpt = Annotated[
-    bool, typer.Option("--dry-run", help="Print the requests instead of sending them (secrets masked).")
+    bool, _other("Print the requests instead of sending them (secrets masked).", "--dry-run")
 ]
-InferenceIdOpt = Annotated[str, typer.Option(help="Inference endpoint id.")]
+InferenceIdOpt = Annotated[str, _other("Inference endpoint id.")]
 
 
 @setup_app.command("opensearch")

@@ -162,16 +162,32 @@ _TABLE_PARAMS: dict[str, Any] = {
 # -- the charts ---------------------------------------------------------------------------------------
 
 
+def _xy_chart(
+    slug: str,
+    title: str,
+    description: str,
+    kind: RecordKind,
+    chart_type: str,
+    value_title: str,
+    aggs: list[dict[str, Any]],
+    *,
+    percentage: bool = False,
+) -> Visualization:
+    """A line / area / histogram chart with one series per metric aggregation, labelled as the metric."""
+    series = [(agg["id"], agg["params"].get("customLabel", "")) for agg in aggs if agg["schema"] == "metric"]
+    params = _xy_params(chart_type, series, value_title, percentage=percentage)
+    return Visualization(slug, title, description, kind, chart_type, params, aggs)
+
+
 def _latency_over_time() -> Visualization:
-    series = [("1", "Total (ms)"), ("2", "Model (ms)"), ("3", "Queue (ms)")]
-    return Visualization(
-        slug="latency-over-time",
-        title="Retro* rerank latency over time",
-        description="Mean latency per rerank request, split into queue, model and total milliseconds.",
-        kind=RecordKind.EVENT,
-        vis_type="line",
-        params=_xy_params("line", series, "Milliseconds"),
-        aggs=[
+    return _xy_chart(
+        "latency-over-time",
+        "Retro* rerank latency over time",
+        "Mean latency per rerank request, split into queue, model and total milliseconds.",
+        RecordKind.EVENT,
+        "line",
+        "Milliseconds",
+        [
             _metric("1", "avg", "total_ms", "Total (ms)"),
             _metric("2", "avg", "model_ms", "Model (ms)"),
             _metric("3", "avg", "queue_ms", "Queue (ms)"),
@@ -181,62 +197,48 @@ def _latency_over_time() -> Visualization:
 
 
 def _score_distribution() -> Visualization:
-    return Visualization(
-        slug="score-distribution",
-        title="Retro* score distribution",
-        description="How many reranked documents got each Retro* score (0-100, bins of 5).",
-        kind=RecordKind.DOCUMENT,
-        vis_type="histogram",
-        params=_xy_params("histogram", [("1", "Documents")], "Documents"),
-        aggs=[
-            _metric("1", "count", label="Documents"),
-            _histogram("2", "score", 5, "Retro* score", (0, 100)),
-        ],
-    )
+    documents = _metric("1", "count", label="Documents")
+    scores = _histogram("2", "score", 5, "Retro* score", (0, 100))
+    description = "How many reranked documents got each Retro* score (0-100, bins of 5)."
+    return _xy_chart(
+        "score-distribution", "Retro* score distribution", description, RecordKind.DOCUMENT, "histogram",
+        "Documents", [documents, scores],
+    )  # fmt: skip
 
 
 def _rank_change_distribution() -> Visualization:
-    return Visualization(
-        slug="rank-change-distribution",
-        title="Retro* rank changes",
-        description="First-stage rank minus new rank per document: positive values moved up.",
-        kind=RecordKind.DOCUMENT,
-        vis_type="histogram",
-        params=_xy_params("histogram", [("1", "Documents")], "Documents"),
-        aggs=[_metric("1", "count", label="Documents"), _histogram("2", "rank_change", 1, "Rank change")],
-    )
+    documents = _metric("1", "count", label="Documents")
+    description = "First-stage rank minus new rank per document: positive values moved up."
+    return _xy_chart(
+        "rank-change-distribution", "Retro* rank changes", description, RecordKind.DOCUMENT, "histogram",
+        "Documents", [documents, _histogram("2", "rank_change", 1, "Rank change")],
+    )  # fmt: skip
 
 
 def _cache_hit_rate() -> Visualization:
-    return Visualization(
-        slug="cache-hit-rate",
-        title="Retro* score-cache hit rate",
-        description="Mean share of each request's documents served from the score cache.",
-        kind=RecordKind.EVENT,
-        vis_type="line",
-        params=_xy_params("line", [("1", "Cache hit rate")], "Share of documents"),
-        aggs=[_metric("1", "avg", "cache_hit_ratio", "Cache hit rate"), _over_time("2")],
-    )
+    hit_rate = _metric("1", "avg", "cache_hit_ratio", "Cache hit rate")
+    description = "Mean share of each request's documents served from the score cache."
+    return _xy_chart(
+        "cache-hit-rate", "Retro* score-cache hit rate", description, RecordKind.EVENT, "line",
+        "Share of documents", [hit_rate, _over_time("2")],
+    )  # fmt: skip
 
 
 def _degraded_share() -> Visualization:
-    return Visualization(
-        slug="degraded-rate",
-        title="Retro* degraded responses",
-        description="Share of rerank requests answered degraded (backend failure or deadline).",
-        kind=RecordKind.EVENT,
-        vis_type="area",
-        params=_xy_params("area", [("1", "Requests")], "Share of requests", percentage=True),
-        aggs=[
-            _metric("1", "count", label="Requests"),
-            _over_time("2"),
-            _terms("3", "group", "degraded", "1", 2, "Degraded"),
-        ],
-    )
+    requests = _metric("1", "count", label="Requests")
+    degraded = _terms("3", "group", "degraded", "1", 2, "Degraded")
+    description = "Share of rerank requests answered degraded (backend failure or deadline)."
+    return _xy_chart(
+        "degraded-rate", "Retro* degraded responses", description, RecordKind.EVENT, "area",
+        "Share of requests", [requests, _over_time("2"), degraded], percentage=True,
+    )  # fmt: skip
 
 
-def _query_table(slug: str, title: str, description: str, metrics: list[dict[str, Any]]) -> Visualization:
-    """A table with one row per distinct query (by hash), ranked by the first metric, with its text."""
+def _query_table(
+    slug: str, title: str, description: str, metrics: list[tuple[str, str | None, str]]
+) -> Visualization:
+    """A table with one row per distinct query (by hash), ranked by the first metric, with its text;
+    `metrics` are (aggregation, field, label), numbered "1", "2"... in order."""
     return Visualization(
         slug=slug,
         title=title,
@@ -245,7 +247,7 @@ def _query_table(slug: str, title: str, description: str, metrics: list[dict[str
         vis_type="table",
         params=_TABLE_PARAMS,
         aggs=[
-            *metrics,
+            *(_metric(str(number), *metric) for number, metric in enumerate(metrics, start=1)),
             _terms("10", "bucket", "query_hash", "1", 20, "Query hash"),
             _terms("11", "bucket", QUERY_KEYWORD_FIELD, "1", 1, "Query", _MISSING_QUERY_LABEL),
         ],
@@ -253,30 +255,28 @@ def _query_table(slug: str, title: str, description: str, metrics: list[dict[str
 
 
 def _slowest_queries() -> Visualization:
-    return _query_table(
-        "slowest-queries",
-        "Retro* slowest queries",
-        "Queries by their slowest rerank (total milliseconds); the text shows when --log-queries is on.",
-        [
-            _metric("1", "max", "total_ms", "Slowest total (ms)"),
-            _metric("2", "avg", "model_ms", "Mean model (ms)"),
-            _metric("3", "max", "document_count", "Documents"),
-            _metric("4", "count", label="Requests"),
-        ],
+    description = (
+        "Queries by their slowest rerank (total milliseconds); the text shows when --log-queries is on."
     )
+    metrics = [
+        ("max", "total_ms", "Slowest total (ms)"),
+        ("avg", "model_ms", "Mean model (ms)"),
+        ("max", "document_count", "Documents"),
+        ("count", None, "Requests"),
+    ]
+    return _query_table("slowest-queries", "Retro* slowest queries", description, metrics)
 
 
 def _most_changed_queries() -> Visualization:
-    return _query_table(
-        "most-changed-queries",
-        "Retro* most-changed queries",
-        "Queries whose ranking the reranker changed most: mean and largest move of a document, in ranks.",
-        [
-            _metric("1", "max", "rank_shift_mean", "Mean rank shift"),
-            _metric("2", "max", "rank_shift_max", "Largest rank shift"),
-            _metric("3", "count", label="Requests"),
-        ],
+    description = (
+        "Queries whose ranking the reranker changed most: mean and largest move of a document, in ranks."
     )
+    metrics = [
+        ("max", "rank_shift_mean", "Mean rank shift"),
+        ("max", "rank_shift_max", "Largest rank shift"),
+        ("count", None, "Requests"),
+    ]
+    return _query_table("most-changed-queries", "Retro* most-changed queries", description, metrics)
 
 
 def visualizations() -> list[Visualization]:

@@ -17,6 +17,19 @@ TEXT_FIELD = "text"
 RELEVANCE_SCALE = 100.0
 
 
+# Hit's fields in the order its JSON view lists them.
+_JSON_FIELDS = (
+    "id",
+    "rank",
+    "first_stage_rank",
+    "first_stage_score",
+    "retrostar_score",
+    "title",
+    "text",
+    "explanation",
+)
+
+
 @dataclass
 class Hit:
     """One search result. Ranks are 1-based; the rerank fields stay None until a rerank fills them."""
@@ -32,17 +45,8 @@ class Hit:
     explanation: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view (for ``--json`` and the explorer page)."""
-        return {
-            "id": self.id,
-            "rank": self.rank,
-            "first_stage_rank": self.first_stage_rank,
-            "first_stage_score": self.first_stage_score,
-            "retrostar_score": self.retrostar_score,
-            "title": self.title,
-            "text": self.text,
-            "explanation": self.explanation,
-        }
+        """A JSON-ready view (for ``--json`` and the explorer page): every field but the raw source."""
+        return {name: getattr(self, name) for name in _JSON_FIELDS}
 
     def candidate(self, fields: Sequence[str] = DEFAULT_FIELDS) -> Candidate:
         """The hit as the connector ranks it: its `document_text` over `fields`, with its id."""

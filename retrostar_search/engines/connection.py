@@ -34,13 +34,14 @@ class ServiceConnection(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    url: str | None = None
+    url: str | None = None  # None: the engine's local default (an EngineConnection's `resolved_url`)
+    # Basic auth, or an API key sent as `Authorization: ApiKey ...`.
     username: str | None = None
     password: SecretStr | None = None
     api_key: SecretStr | None = None
-    ca_certs: str | None = None
+    ca_certs: str | None = None  # a CA bundle to verify https with
     verify_certs: bool = True
-    request_timeout: float = 60.0
+    request_timeout: float = 60.0  # seconds
 
     @model_validator(mode="after")
     def _one_kind_of_auth(self) -> ServiceConnection:
@@ -66,38 +67,40 @@ class EngineConnection(ServiceConnection):
     def opensearch_client(self) -> OpenSearch:
         from opensearchpy import OpenSearch
 
-        kwargs: dict[str, Any] = {
-            "hosts": [self.resolved_url],
-            "timeout": self.request_timeout,
-            # urllib3 keeps one connection per host by default; parallel bulk threads need more.
-            "pool_maxsize": 16,
-            "verify_certs": self.verify_certs,
-            "ssl_show_warn": self.verify_certs,
-        }
-        if self.ca_certs:
-            kwargs["ca_certs"] = self.ca_certs
-        if self.username is not None:
-            kwargs["http_auth"] = (self.username, self.password.get_secret_value() if self.password else "")
+        options = self._tls_options()
         if self.api_key is not None:
-            kwargs["headers"] = {"Authorization": f"ApiKey {self.api_key.get_secret_value()}"}
-        return OpenSearch(**kwargs)
+            options["headers"] = {"Authorization": f"ApiKey {self.api_key.get_secret_value()}"}
+        return OpenSearch(
+            timeout=self.request_timeout,
+            # urllib3 keeps one connection per host by default; parallel bulk threads need more.
+            pool_maxsize=16,
+            http_auth=self._basic_auth(),
+            **options,
+        )
 
     def elasticsearch_client(self) -> Elasticsearch:
         from elasticsearch import Elasticsearch
 
-        kwargs: dict[str, Any] = {
+        options = self._tls_options()
+        if self.api_key is not None:
+            options["api_key"] = self.api_key.get_secret_value()
+        return Elasticsearch(request_timeout=self.request_timeout, basic_auth=self._basic_auth(), **options)
+
+    def _tls_options(self) -> dict[str, Any]:
+        """The host and the certificate checks, spelled the same by both clients."""
+        options: dict[str, Any] = {
             "hosts": [self.resolved_url],
-            "request_timeout": self.request_timeout,
             "verify_certs": self.verify_certs,
             "ssl_show_warn": self.verify_certs,
         }
         if self.ca_certs:
-            kwargs["ca_certs"] = self.ca_certs
-        if self.username is not None:
-            kwargs["basic_auth"] = (self.username, self.password.get_secret_value() if self.password else "")
-        if self.api_key is not None:
-            kwargs["api_key"] = self.api_key.get_secret_value()
-        return Elasticsearch(**kwargs)
+            options["ca_certs"] = self.ca_certs
+        return options
+
+    def _basic_auth(self) -> tuple[str, str] | None:
+        if self.username is None:
+            return None
+        return (self.username, self.password.get_secret_value() if self.password else "")
 
 
 # The credential and TLS fields a settings model repeats for each engine it talks to (the rerank log's

@@ -76,7 +76,8 @@ def is_private_endpoint(base_url: str) -> bool:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
     except OSError:
         return False  # unresolvable here; the cluster may still resolve it, to a public address or not
-    return any(_is_private_ip(ipaddress.ip_address(address.split("%")[0])) for address in addresses)
+    # An IPv6 address may carry its zone ("fe80::1%eth0").
+    return any(_is_private_ip(ipaddress.ip_address(str(address).split("%")[0])) for address in addresses)
 
 
 def connector_name(name: str) -> str:
