@@ -10,6 +10,7 @@ from retrostar_search.backends.sglang_http import SGLangGenerateBackend
 from retrostar_search.cache import ScoreCache
 from retrostar_search.reranker import Candidate, Reranker
 from retrostar_search.scoring import Cascade, UnparsedPolicy
+from retrostar_search.settings import RerankerSettings
 from retrostar_search.tasks import PRESETS
 from tests.scripted_sglang import ScriptedSGLangServer, expected_score
 
@@ -148,3 +149,22 @@ async def test_all_pairs_are_in_flight_together() -> None:
     assert server.stats.max_in_flight == 24
     assert result.model_seconds < 0.3 * 24 / 4  # far from sequential
     assert order(result)[0] == 23
+
+
+async def test_from_settings_closes_what_it_built_and_leaves_a_given_backend_open(
+    server: ScriptedSGLangServer, backend, tmp_path
+) -> None:
+    settings = RerankerSettings(
+        backend_url=server.url, model="retro-star-test", cache_path=tmp_path / "scores.sqlite"
+    )
+    async with Reranker.from_settings(settings) as built:
+        result = await built.rerank("q", [Candidate("a [[retrostar:30]]", id="doc-a")])
+        assert await built.backend.ready()
+    assert (result.ranking[0].score, result.ranking[0].candidate.id) == (30.0, "doc-a")
+    with pytest.raises(RuntimeError, match="closed"):
+        await built.backend.ready()  # its HTTP client is closed
+    # The score went to the sqlite file the settings named: a new reranker serves it from there.
+    async with Reranker.from_settings(settings, backend=backend) as borrowing:
+        again = await borrowing.rerank("q", [Candidate("a [[retrostar:30]]")])
+    assert again.cache_hits == 1 and again.pairs_scored == 0
+    assert await backend.ready()  # a backend passed in stays the caller's

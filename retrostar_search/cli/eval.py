@@ -40,6 +40,7 @@ from retrostar_search.evaluation.evaluate import (
 )
 from retrostar_search.evaluation.metrics import DEFAULT_METRICS
 from retrostar_search.evaluation.report import write_report
+from retrostar_search.evaluation.summary import EvalSummary
 from retrostar_search.settings import BackendKind
 
 _collection, _run, _rerank, _output = (in_panel(name) for name in ("Collection", "Run", "Rerank", "Output"))
@@ -166,16 +167,8 @@ def eval_command(
 ) -> None:
     """Evaluate first-stage BM25 against Retro* reranking on a BEIR or BRIGHT collection."""
     options = RerankOptions(
-        candidates,
-        cascade,
-        connector_url,
-        connector_api_key,
-        backend,
-        backend_url,
-        model,
-        serve_config,
-        cache,
-    )
+        candidates, cascade, connector_url, connector_api_key, backend, backend_url, model, serve_config, cache
+    )  # fmt: skip
     try:
         plan = plan_evaluation(
             path,
@@ -212,6 +205,11 @@ def eval_command(
     except* command_errors() as group:
         fail(console, group.exceptions[0], connection=connection)
     write_report(summary, runs, out)
+    _print_outcome(console, summary, as_json)
+
+
+def _print_outcome(console: Console, summary: EvalSummary, as_json: bool) -> None:
+    """The table (or the JSON summary); a run with degraded reranks ends INCOMPLETE."""
     if as_json:
         sys.stdout.write(json.dumps(summary.as_json(), indent=2, ensure_ascii=False) + "\n")
     else:
