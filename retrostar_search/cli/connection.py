@@ -7,8 +7,9 @@ A command asks for them by taking one parameter named ``connection`` and decorat
     def search(query: ..., connection: EngineConnection, ...) -> None: ...
 
 Typer sees the options in that parameter's place (the decorator rewrites the command's signature, the
-way FastAPI expands a dependency into its parameters); the command receives the `EngineConnection`
-(or another `ServiceConnection`, as `dashboards import` declares) they describe. A bad combination is a usage error (exit code 2).
+way FastAPI expands a dependency into its parameters); the command receives the `EngineConnection` (or
+another `ServiceConnection`, as `dashboards import` declares) they describe. A bad combination is a usage
+error (exit code 2).
 
 Secrets can come from the environment (RETROSEARCH_ENGINE_PASSWORD, RETROSEARCH_ENGINE_API_KEY) so they
 stay out of shell history and process listings; they are held as SecretStr, and `cli.errors.fail` scrubs
@@ -68,7 +69,7 @@ class ConnectionOptions:
         """The options as keyword parameters, named `connection_<field>` so they never clash with the
         command's own."""
         env = self.env_prefix
-        secret = {"show_default": False}  # and an environment variable to keep it off the command line
+        secret = {"show_default": False}  # their environment variables keep them off the command line
         url_default = ... if self.url_required else None
         url_type = str if self.url_required else str | None
         url = {"envvar": f"{env}_URL", "help": self.url_help, "show_default": self.url_required}
