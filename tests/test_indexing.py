@@ -6,6 +6,7 @@ without the analysis-common module, so it has no `english` analyzer: its tests u
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import threading
@@ -148,23 +149,37 @@ def test_a_rerun_creates_nothing_new(os_ops: EngineOps, os_index: str, tmp_path:
 
 
 @pytest.mark.skipif(not CRANFIELD.is_dir(), reason="shared/data is not beside the repository")
-def test_beir_cranfield_folder_rejects_its_two_empty_documents_and_indexes_the_rest(
+def test_beir_cranfield_folder_indexes_all_1400_documents_its_two_empty_ones_with_a_warning(
     cli: Callable[..., Result], opensearch_url: str, opensearch_client: Any, os_index: str, tmp_path: Path
 ) -> None:
+    # Issue 12: the two empty documents (ids 471 and 995) belong to the standard collection; a run over
+    # it ends with exit 0, counting and naming them, not with a rejection.
     result = cli(
         str(CRANFIELD), "--format", "beir", "--index", os_index, "--url", opensearch_url, "--threads", "2"
     )
-    assert result.exit_code == ExitCode.REJECTED, result.output
-    assert opensearch_client.count(index=os_index)["count"] == 1398
-    assert [(r["line"], r["reason"]) for r in rejects_in(tmp_path)] == [
-        (471, "empty document: no title and no text"),
-        (995, "empty document: no title and no text"),
-    ]
-    assert "corpus.jsonl:471: empty document" in result.output
+    assert result.exit_code == ExitCode.OK, result.output
+    assert opensearch_client.count(index=os_index)["count"] == 1400
+    assert rejects_in(tmp_path) == []
+    assert "2 document(s) with an id but no title or text, indexed (found by id only)" in result.output
+    assert "corpus.jsonl:471, " in result.output and "corpus.jsonl:995" in result.output
+    assert source(opensearch_client, os_index, "471")["text"] == ""
     title = "experimental investigation of the aerodynamics of a wing in a slipstream"
     query = {"query": {"multi_match": {"query": title, "fields": ["title", "text"]}}}
     hits = opensearch_client.search(index=os_index, body=query)["hits"]["hits"]
     assert hits[0]["_id"] == "1"
+
+
+@pytest.mark.skipif(not CRANFIELD.is_dir(), reason="shared/data is not beside the repository")
+def test_a_beir_folder_given_format_jsonl_is_refused_and_nothing_is_written(
+    cli: Callable[..., Result], opensearch_url: str, opensearch_client: Any, os_index: str
+) -> None:
+    # Issue 12: this used to index queries.jsonl too, its 225 ids overwriting documents, with exit 0.
+    result = cli(str(CRANFIELD), "--format", "jsonl", "--index", os_index, "--url", opensearch_url)
+    assert result.exit_code == 2, result.output
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert "is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)" in flat
+    assert "Use --format beir, or leave --format out to detect it." in flat
+    assert not opensearch_client.indices.exists(index=os_index)
 
 
 def test_bad_records_are_rejected_with_their_lines_and_the_rest_indexed(
@@ -179,7 +194,7 @@ def test_bad_records_are_rejected_with_their_lines_and_the_rest_indexed(
     ]
     assert rejects[0]["reason"].startswith("invalid JSON")
     assert rejects[1]["reason"].startswith("invalid UTF-8")
-    assert rejects[2]["reason"] == "empty document: no title and no text"
+    assert rejects[2]["reason"] == "empty document: no id, no title and no text"
     assert "3 record(s) rejected" in result.output
 
 
@@ -288,6 +303,7 @@ def test_engine_side_rejections_go_to_the_rejects_file(
     [rejected] = rejects_in(tmp_path)
     assert (rejected["file"], rejected["line"]) == (str(corpus), 2)
     assert rejected["reason"].startswith("engine refused the document (status 400): mapper_parsing_exception")
+    assert rejected["raw"] == corpus.read_text().splitlines()[1]  # the line as written
 
 
 def test_429_answers_are_retried_with_backoff_until_accepted(
@@ -492,3 +508,106 @@ def test_default_analyzer_is_english_where_the_engine_has_it_else_standard(
     assert "no 'english' analyzer" in on_es.output
     mapping = elasticsearch_client.indices.get_mapping(index=es_index)[es_index]["mappings"]["properties"]
     assert mapping["text"]["analyzer"] == "standard"
+
+
+# --- Records that used to stop a run, and progress in logs (issues 10 and 12) ------------------------------
+
+
+def surrogate_corpus(path: Path, lines: int = 3000, bad_line: int = 1501) -> str:
+    """``lines`` JSONL records, the one at ``bad_line`` holding a lone surrogate escape; returns that line."""
+    bad = r'{"id": "bad", "text": "valid JSON, but \ud800 alone is no character"}'
+    rows = [
+        bad if n == bad_line else json.dumps({"id": f"d{n}", "text": f"doc {n}"}) for n in range(1, lines + 1)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return bad
+
+
+def test_a_lone_surrogate_rejects_its_record_and_every_other_record_is_indexed(
+    cli: Callable[..., Result], opensearch_url: str, opensearch_client: Any, os_index: str, tmp_path: Path
+) -> None:
+    # Issue 10: this stopped the whole run (exit 3, no file or line) and lost the 500 records after it.
+    corpus = tmp_path / "surrogate.jsonl"
+    bad = surrogate_corpus(corpus)
+    result = cli(str(corpus), "--index", os_index, "--url", opensearch_url)
+    assert result.exit_code == ExitCode.REJECTED, result.output
+    assert opensearch_client.count(index=os_index)["count"] == 2999
+    assert "surrogate.jsonl:1501: text holds a lone surrogate \\ud800 at character 16" in result.output
+    assert "1 record(s) rejected" in result.output
+    [rejected] = rejects_in(tmp_path)
+    assert (rejected["file"], rejected["line"], rejected["raw"]) == (str(corpus), 1501, bad)
+
+
+def test_a_lone_surrogate_is_rejected_on_elasticsearch_too_not_stored_as_replacement_characters(
+    cli: Callable[..., Result], es_args: list[str], elasticsearch_client: Any, es_index: str, tmp_path: Path
+) -> None:
+    # The Elasticsearch client sends a lone surrogate as invalid UTF-8, which the engine stored as U+FFFD.
+    corpus = tmp_path / "surrogate.jsonl"
+    surrogate_corpus(corpus, lines=30, bad_line=12)
+    result = cli(str(corpus), *es_args)
+    assert result.exit_code == ExitCode.REJECTED, result.output
+    assert elasticsearch_client.count(index=es_index)["count"] == 29
+    assert not elasticsearch_client.exists(index=es_index, id="bad")
+    assert [r["line"] for r in rejects_in(tmp_path)] == [12]
+
+
+def bright_export_with_bytes(folder: Path, rows: int, bytes_row: int) -> None:
+    """A flat BRIGHT export whose `thumbnail` column is binary: bytes in one row, null elsewhere."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    thumbnails = pa.array(
+        [b"\x89PNG\x00" if n == bytes_row else None for n in range(1, rows + 1)], pa.binary()
+    )
+    ids = [f"d{n}" for n in range(1, rows + 1)]
+    table = pa.table(
+        {"id": ids, "content": [f"passage {n}" for n in range(1, rows + 1)], "thumbnail": thumbnails}
+    )
+    pq.write_table(table, folder / "documents.parquet")
+
+
+def test_a_value_json_cannot_hold_rejects_its_row_alone_and_the_chunk_is_sent(
+    cli: Callable[..., Result], opensearch_url: str, opensearch_client: Any, os_index: str, tmp_path: Path
+) -> None:
+    # Issue 10, the same class of defect in the parquet reader: bytes in a metadata column made the client's
+    # serialiser fail, which ended the run (exit 3) and lost the chunk around that row and those after it.
+    folder = tmp_path / "bright"
+    bright_export_with_bytes(folder, rows=1200, bytes_row=700)
+    result = cli(str(folder), "--index", os_index, "--url", opensearch_url, "--chunk-size", "500")
+    assert result.exit_code == ExitCode.REJECTED, result.output
+    assert opensearch_client.count(index=os_index)["count"] == 1199
+    [rejected] = rejects_in(tmp_path)
+    assert rejected["line"] == 700
+    assert rejected["reason"].startswith("cannot be written as JSON: Unable to serialize b'\\x89PNG\\x00'")
+    assert json.loads(rejected["raw"])["id"] == "d700"
+
+
+def test_a_value_json_cannot_hold_is_rejected_alone_on_elasticsearch(
+    es_ops: EngineOps, elasticsearch_client: Any, es_index: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bright"
+    bright_export_with_bytes(folder, rows=40, bytes_row=3)
+    settings = IndexSettings(
+        index=es_index,
+        analyzer="standard",
+        rejects_path=tmp_path / "rejects.jsonl",
+        bulk=BulkOptions(chunk_size=7),
+    )
+    report = index_corpus(es_ops, open_corpus(folder), settings)
+    assert (report.created, report.rejected, report.count_after, report.retries) == (39, 1, 39, 0)
+    assert [r["line"] for r in rejects_in(tmp_path)] == [3]
+
+
+def test_without_a_terminal_progress_comes_as_plain_lines_with_an_estimate_for_gzip(
+    cli: Callable[..., Result], opensearch_url: str, os_index: str, tmp_path: Path
+) -> None:
+    # Issue 12: a run into a pipe or a log was silent until its end, and gzip showed "0/?".
+    corpus = tmp_path / "small.jsonl.gz"
+    corpus.write_bytes(gzip.compress(SMALL.read_bytes()))
+    result = cli(str(corpus), "--index", os_index, "--url", opensearch_url)
+    assert result.exit_code == ExitCode.OK, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("indexing: ")]
+    assert lines[0] == "indexing: 0 records"  # nothing read yet: no estimate
+    assert lines[-1].startswith("indexing: 10/≈10 records (100%), ")
+    assert "━" not in result.output  # no live bar drawn into a log
