@@ -64,9 +64,7 @@ class MLCommons:
 
     def cluster_version(self) -> str:
         """The lowest OpenSearch version among the nodes: what every node of a mixed cluster understands."""
-        nodes = self._call(
-            "read node versions", "GET", "/_nodes", params={"filter_path": "nodes.*.version"}
-        )
+        nodes = self._call("read node versions", "GET", "/_nodes", params={"filter_path": "nodes.*.version"})
         versions = [node["version"] for node in (nodes.get("nodes") or {}).values()]
         if not versions:
             raise MLCommonsError("read node versions", "the cluster listed no nodes")
