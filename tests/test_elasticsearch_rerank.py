@@ -20,8 +20,10 @@ from retrostar_search.engines.connection import Engine
 from retrostar_search.engines.elasticsearch_setup import (
     RETRIEVER_REQUEST_VALUES,
     InferenceWiring,
+    custom_service_problem,
     inference_endpoint_body,
     retriever_example,
+    retriever_score,
     template_violations,
 )
 from retrostar_search.engines.search import ConnectorClient, search_and_rerank, search_first_stage
@@ -169,7 +171,25 @@ def test_retriever_example_reranks_bm25_through_the_endpoint() -> None:
     assert set(RETRIEVER_REQUEST_VALUES) == {"query", "input"}
 
 
-# --- against the real Basic-licence node --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("version", "has_it"),
+    [("8.18.3", False), ("8.19.0", True), ("8.19.7", True), ("9.0.0", False), ("9.0.8", False),
+     ("9.1.0", True), ("9.2.0", True), ("9.5.6", True)],
+)  # fmt: skip
+def test_the_custom_service_exists_from_8_19_and_9_1(version: str, has_it: bool) -> None:
+    problem = custom_service_problem(version)
+    assert (problem is None) is has_it
+    if problem:
+        assert version in problem and "8.19 and 9.1" in problem and "client-side" in problem
+
+
+def test_retriever_rescales_the_connector_scores_keeping_their_order() -> None:
+    # max(s, 0) + min(exp(s), 1): Retro* / 100 in [0, 1] comes back as 1 + s.
+    assert [retriever_score(s) for s in (0.0, 0.12, 0.91, 1.0)] == pytest.approx([1.0, 1.12, 1.91, 2.0])
+    assert 0 < retriever_score(-2.0) < retriever_score(-0.5) < 1
+
+
+# --- against the real Basic-licence nodes -------------------------------------------------------------
 
 
 def test_setup_on_basic_licence_explains_and_fails(es_node: EngineNode) -> None:

@@ -172,3 +172,14 @@ def test_teardown_gives_back_private_ip_enabled_when_nothing_needs_it(
     assert f"{PRIVATE_IP_ENABLED} back to its default (false)" in output
     assert persistent(client, PRIVATE_IP_ENABLED) is None
     assert trusted_endpoint_regex(connector_url) not in persistent(client, TRUSTED_ENDPOINTS)  # type: ignore[operator]
+
+
+def test_setup_and_teardown_on_a_cluster_without_ml_commons_say_what_to_do(opensearch3_url: str) -> None:
+    for command in (
+        ("setup", "opensearch", "--connector-url", "http://127.0.0.1:8000"),
+        ("teardown", "opensearch"),
+    ):
+        code, output = cli(*command, "--url", opensearch3_url)
+        assert code == 1, output
+        assert "has no opensearch-ml or opensearch-neural-search plugin" in output
+        assert "retrosearch search --client-side" in output

@@ -70,6 +70,14 @@ class MLCommons:
             raise MLCommonsError("read node versions", "the cluster listed no nodes")
         return min(versions, key=version_tuple)
 
+    def plugins(self) -> set[str]:
+        """The plugins every node of the cluster has (`_cat/plugins` names)."""
+        rows = self._call("list plugins", "GET", "/_cat/plugins", params={"format": "json"})
+        per_node: dict[str, set[str]] = {}
+        for row in rows:
+            per_node.setdefault(row["name"], set()).add(row["component"])
+        return set.intersection(*per_node.values()) if per_node else set()
+
     def put_persistent_settings(self, settings: Mapping[str, Any]) -> None:
         self._call("update cluster settings", "PUT", "/_cluster/settings", {"persistent": dict(settings)})
 

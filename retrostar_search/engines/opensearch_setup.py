@@ -67,6 +67,9 @@ _REGEX_MAX_CHARS = 256
 TIMEOUT_MARGIN_S = 5
 TASK_TIMEOUT_S = 120.0
 DEPLOYED_STATES = frozenset({"DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING"})
+#: What the wiring needs on every node: ML Commons (connector, model) and neural-search (the rerank
+#: processor), as `_cat/plugins` names them.
+REQUIRED_PLUGINS = ("opensearch-ml", "opensearch-neural-search")
 SMOKE_QUERY = "retrosearch setup smoke test"
 SMOKE_DOCUMENTS = ("Retro* reranks search results with an LLM.", "An unrelated sentence about weather.")
 
@@ -576,6 +579,7 @@ class OpenSearchRerankSetup:
         try:
             features = ClusterFeatures(self.ml.cluster_version())
             self.report(f"OpenSearch {features.version}")
+            self._require_plugins(features)
             self._refuse_other_pipelines_objects(wiring)
             private_before = self._private_ip_record(wiring)
             notes = self._apply_cluster_settings(wiring, features)
@@ -641,7 +645,17 @@ class OpenSearchRerankSetup:
 
     # --- steps ----------------------------------------------------------------------------------------------
 
+    def _require_plugins(self, features: ClusterFeatures) -> None:
+        missing = [name for name in REQUIRED_PLUGINS if name not in self.ml.plugins()]
+        if missing:
+            raise SetupError(
+                f"this OpenSearch {features.version} has no {' or '.join(missing)} plugin, which the rerank "
+                "pipeline needs (`retrosearch node` can add them to 2.19.1 only: Maven Central serves no 3.x "
+                "build). Rerank client-side instead: retrosearch search --client-side"
+            )
+
     def _plan_teardown(self, pipeline: str, base: str) -> TeardownPlan:
+        self._require_plugins(ClusterFeatures(self.ml.cluster_version()))
         plan = TeardownPlan(pipeline=pipeline, name=base)
         plan.index_defaults = self.ml.indices_with_default_pipeline(pipeline)
         pipelines = self.ml.all_pipelines()

@@ -57,9 +57,10 @@ def install_hint(majors: tuple[int, int]) -> str:
     low, high = majors
     if low <= 17 <= high:
         return "install a JDK 17 (Debian: apt-get install openjdk-17-jre-headless)"
+    debian = "Debian 13: apt-get install openjdk-21-jre-headless; " if low <= 21 <= high else ""
     return (
-        f"install a JDK {low} to {high}, e.g. Eclipse Temurin 21 or 25 under /usr/lib/jvm "
-        "(Debian 13: apt-get install openjdk-21-jre-headless; Debian 12 has only OpenJDK 17)"
+        f"install a JDK {low} to {high}, e.g. Eclipse Temurin {low} under /usr/lib/jvm "
+        f"({debian}Debian 12 packages only OpenJDK 17)"
     )
 
 
