@@ -34,6 +34,7 @@ from retrostar_search.engines.search import (
     Hit,
     RerankedSearch,
     SearchError,
+    pipeline_failure_hint,
     search_and_rerank,
 )
 
@@ -190,9 +191,8 @@ def engine_error_message(error: Exception, pipeline: str) -> str | None:
 
     if isinstance(error, opensearchpy.TransportError):
         reason = opensearch_reason(error)
-        if "pipeline" in reason.lower() and pipeline in reason:
-            reason += f" (create it with: retrosearch setup opensearch --pipeline {pipeline} ...)"
-        return reason
+        hint = pipeline_failure_hint(reason, pipeline)
+        return f"{reason} ({hint})" if hint else reason
     if isinstance(error, elasticsearch.ApiError):
         return elasticsearch_reason(error)
     if isinstance(error, elasticsearch.TransportError):

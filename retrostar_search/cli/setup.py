@@ -37,11 +37,12 @@ from retrostar_search.engines.elasticsearch_setup import (
 )
 from retrostar_search.engines.opensearch_ml import MLCommons
 from retrostar_search.engines.opensearch_setup import (
-    PRIVATE_IP_ENABLED,
+    OLDEST_FEATURES,
     OpenSearchRerankSetup,
     PlannedRequest,
     RerankWiring,
     SetupError,
+    TeardownPlan,
     dry_run_plan,
     timeout_for_deadline,
 )
@@ -133,12 +134,14 @@ def setup_opensearch(
         ),
     ] = False,
     name: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Base name of the connector (<name>-rerank-connector) and model (<name>-rerank).",
+            help="Base name of the connector (<name>-rerank-connector) and model (<name>-rerank) "
+            "\\[default: the pipeline's name]. Give the same --name to several pipelines to share them.",
+            show_default=False,
             rich_help_panel=WIRING_PANEL,
         ),
-    ] = "retrostar",
+    ] = None,
     smoke_test: Annotated[bool, typer.Option(help="Finish with a _predict through the model.")] = True,
     dry_run: DryRunOpt = False,
     url: UrlOpt = None,
@@ -169,8 +172,15 @@ def setup_opensearch(
         raise typer.BadParameter(str(error)) from None
     target = scrub(connection.resolved_url, connection)
     if dry_run:
-        console.print(f"# dry run: the requests `setup opensearch` sends to {escape(target)} on a first run")
-        _print_plan(console, dry_run_plan(wiring))
+        try:  # reading the version changes nothing; an unreachable cluster gets the oldest version's plan
+            features = _opensearch_setup(connection, console).features()
+        except SetupError:
+            features = OLDEST_FEATURES
+        console.print(
+            f"# dry run: the requests `setup opensearch` sends to {escape(target)} (OpenSearch "
+            f"{features.version}) on a first run"
+        )
+        _print_plan(console, dry_run_plan(wiring, features))
         return
 
     console.print(f"wiring {escape(wiring.connector_url)} into OpenSearch at {escape(target)}")
@@ -199,7 +209,16 @@ def setup_opensearch(
 @teardown_app.command("opensearch")
 def teardown_opensearch(
     pipeline: Annotated[str, typer.Option(help="Search pipeline name.")] = "retrostar",
-    name: Annotated[str, typer.Option(help="Base name given to `setup opensearch --name`.")] = "retrostar",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Base name given to `setup opensearch --name` \\[default: the pipeline's name].",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be removed and kept; change nothing.")
+    ] = False,
     url: UrlOpt = None,
     username: UsernameOpt = None,
     password: PasswordOpt = None,
@@ -207,17 +226,16 @@ def teardown_opensearch(
     ca_certs: CaCertsOpt = None,
     insecure: InsecureOpt = False,
 ) -> None:
-    """Remove the pipeline (and any index default pointing at it), the model and the connector."""
+    """Remove the pipeline (and any index default pointing at it), its model and connector, and the
+    cluster settings setup added for them; what another pipeline still uses is kept and named."""
     console = Console(highlight=False)
     connection = engine_connection(Engine.OPENSEARCH, url, username, password, api_key, ca_certs, insecure)
+    wiring = _opensearch_setup(connection, console)
     try:
-        removed = _opensearch_setup(connection, console).teardown(name=name, pipeline=pipeline)
+        plan = wiring.plan_teardown(pipeline, name) if dry_run else wiring.teardown(pipeline, name)
     except SetupError as error:
         _fail(console, "teardown failed:", error, connection)
-    if not removed:
-        console.print(f"nothing to remove: no pipeline {pipeline!r}, connector or model named {name!r}")
-    else:
-        console.print(f"done. {PRIVATE_IP_ENABLED} is left as it is (other connectors may need it).")
+    _print_teardown(console, plan, dry_run)
 
 
 @setup_app.command("elasticsearch")
@@ -318,6 +336,25 @@ def _fail(
     """Print the failure (the engine's own reason, with the connection's secrets scrubbed) and exit."""
     console.print(f"[red]{label}[/] {escape(scrub(str(error), connection))}")
     raise typer.Exit(code) from None
+
+
+def _print_teardown(console: Console, plan: TeardownPlan, dry_run: bool) -> None:
+    if dry_run:
+        console.print(f"# dry run: teardown of pipeline {plan.pipeline!r} would")
+        for line in plan.lines():
+            console.print(f"  {escape(line if line.startswith('plugins.') else 'remove ' + line)}")
+    for kept in plan.kept:
+        console.print(
+            f"  [yellow]{'would keep' if dry_run else 'kept'}[/] {escape(kept.what)}: {escape(kept.reason)}"
+        )
+    for note in plan.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    if plan.empty and not plan.kept:
+        console.print(
+            f"nothing to remove: no pipeline {plan.pipeline!r}, connector or model named {plan.name!r}"
+        )
+    elif not dry_run:
+        console.print("done.")
 
 
 def _split_fields(fields: str) -> tuple[str, ...]:

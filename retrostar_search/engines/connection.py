@@ -78,8 +78,12 @@ class EngineConnection(BaseModel):
     def elasticsearch_client(self) -> Elasticsearch:
         from elasticsearch import Elasticsearch
 
+        from retrostar_search.engines.elasticsearch_compat import RestCompatibleTransport
+
         kwargs: dict[str, object] = {
             "hosts": [self.resolved_url],
+            # 8.x and 9.x servers alike, whichever client major is installed (see the module).
+            "transport_class": RestCompatibleTransport,
             "request_timeout": self.request_timeout,
             "verify_certs": self.verify_certs,
             "ssl_show_warn": self.verify_certs,

@@ -139,6 +139,23 @@ def search_through_pipeline(
     return hits
 
 
+#: What OpenSearch answers a search carrying `ext.rerank` when no plugin registered that extension: a
+#: cluster without neural-search (such as the 3.x nodes here, whose plugins Central does not serve).
+_NO_RERANK_EXTENSION = "unknown named object category [org.opensearch.search.SearchExtBuilder]"
+
+
+def pipeline_failure_hint(reason: str, pipeline: str) -> str | None:
+    """What to do about an OpenSearch search through `pipeline` that failed with `reason`, if known."""
+    if _NO_RERANK_EXTENSION in reason:
+        return (
+            "this cluster has no neural-search plugin, which the rerank pipeline needs; rerank client-side "
+            "with --client-side"
+        )
+    if "pipeline" in reason.lower() and pipeline in reason:
+        return f"create it with: retrosearch setup opensearch --pipeline {pipeline} ..."
+    return None
+
+
 def attach_first_stage(reranked: Sequence[Hit], first_stage: Sequence[Hit]) -> list[Hit]:
     """The reranked hits with the first-stage rank and score of the same documents filled in."""
     by_id = {hit.id: hit for hit in first_stage}
