@@ -29,9 +29,9 @@ from rich.console import Console
 from index_tools.bulk import BulkOptions
 from index_tools.engine import EngineOps
 from index_tools.mapping import index_body
+from index_tools.progress import indexing_progress
 from index_tools.readers import open_corpus
 from index_tools.run import IndexSettings, index_corpus
-from retrostar_search.cli.index import indexing_progress
 from retrostar_search.engines.connection import Engine, EngineConnection
 
 TARGET_RATIO = 0.9
@@ -97,7 +97,7 @@ def run_cli_path(
         bulk=BulkOptions(chunk_size=chunk_size, threads=threads),
     )
     reader = open_corpus(corpus)
-    with indexing_progress(Console(stderr=True), reader.size_hint()) as advance:
+    with indexing_progress(Console(stderr=True), reader) as advance:
         report = index_corpus(ops, reader, settings, advance)
     assert report.count_ok and report.rejected == 0
     return report.indexed

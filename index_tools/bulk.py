@@ -7,6 +7,8 @@ loop around it pauses with exponential backoff on 429, 502-504 and connection fa
 
 Every document carries a stable ``_id`` and goes in with the ``index`` operation: a re-run replaces
 documents (``updated``) instead of adding copies, and the per-item ``result`` tells created from updated.
+A document the client cannot serialise (a metadata value JSON has no type for, such as parquet bytes)
+is rejected on its own; the rest of its chunk is sent.
 """
 
 from __future__ import annotations
@@ -152,10 +154,8 @@ class BulkLoader:
         """One chunk through the bulk helper, retrying what failed for reasons that may pass."""
         result = _ChunkResult()
         pending = chunk
-        for attempt in range(self.options.max_retries + 1):
-            if attempt:
-                time.sleep(self.options.backoff(attempt))
-                result.retries += 1
+        attempt = 0
+        while True:
             retry: list[Document] = []
             failure = ""
             answered = 0
@@ -181,19 +181,47 @@ class BulkLoader:
                     else:
                         result.rejected.append(Rejected.document(doc, _engine_reason(info)))
             except Exception as error:
-                if not self.ops.is_transient(error):
-                    raise BulkAbort(f"bulk request failed: {error}") from error
                 unanswered = pending[answered:]
-                result.resent_unanswered += len(unanswered)
-                retry.extend(unanswered)
-                failure = f"request failed: {error}"
-                if attempt == self.options.max_retries:
-                    raise BulkAbort(f"engine still failing after {attempt} retries: {error}") from error
+                if self.ops.is_serialization_error(error):
+                    # One document the client cannot write as JSON (a value of a type JSON has no place
+                    # for) stops the helper before it sends its request: reject that document alone and
+                    # send the others straight away, not as a retry, since the engine never saw them.
+                    kept = self._without_unserialisable(unanswered, result)
+                    if len(kept) == len(unanswered):
+                        raise BulkAbort(f"bulk request failed: {error}") from error
+                    if not retry:
+                        if not kept:
+                            return result
+                        pending = kept
+                        continue
+                    retry.extend(kept)
+                elif not self.ops.is_transient(error):
+                    raise BulkAbort(f"bulk request failed: {error}") from error
+                else:
+                    result.resent_unanswered += len(unanswered)
+                    retry.extend(unanswered)
+                    failure = f"request failed: {error}"
+                    if attempt == self.options.max_retries:
+                        raise BulkAbort(f"engine still failing after {attempt} retries: {error}") from error
             if not retry:
                 return result
+            if attempt == self.options.max_retries:
+                result.rejected.extend(
+                    Rejected.document(doc, f"{failure}; gave up after {attempt} retries") for doc in retry
+                )
+                return result
+            attempt += 1
+            time.sleep(self.options.backoff(attempt))
+            result.retries += 1
             pending = retry
-        retries = self.options.max_retries
-        result.rejected.extend(
-            Rejected.document(doc, f"{failure}; gave up after {retries} retries") for doc in pending
-        )
-        return result
+
+    def _without_unserialisable(self, documents: list[Document], result: _ChunkResult) -> list[Document]:
+        """``documents`` less those the client cannot serialise, which go to ``result.rejected``."""
+        kept = []
+        for doc in documents:
+            problem = self.ops.unserialisable(document_action(self.index, doc))
+            if problem is None:
+                kept.append(doc)
+            else:
+                result.rejected.append(Rejected.document(doc, f"cannot be written as JSON: {problem}"))
+        return kept

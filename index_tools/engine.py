@@ -27,6 +27,8 @@ class EngineOps:
             from opensearchpy import helpers as opensearch_helpers
 
             self._helpers: Any = opensearch_helpers
+            self._serializer: Any = client.transport.serializer
+            self._serialization_error: type[Exception] = opensearchpy.SerializationError
             self._http_error: type[Exception] = opensearchpy.TransportError
             self._connection_errors: tuple[type[Exception], ...] = (opensearchpy.ConnectionError,)
             self._tls_errors: tuple[type[Exception], ...] = (opensearchpy.SSLError,)
@@ -35,6 +37,8 @@ class EngineOps:
             from elasticsearch import helpers as elasticsearch_helpers
 
             self._helpers = elasticsearch_helpers
+            self._serializer = client.transport.serializers.get_serializer("application/json")
+            self._serialization_error = elasticsearch.SerializationError
             self._http_error = elasticsearch.ApiError
             self._connection_errors = (elasticsearch.ConnectionError, elasticsearch.ConnectionTimeout)
             self._tls_errors = (elasticsearch.SSLError,)
@@ -50,6 +54,24 @@ class EngineOps:
         if isinstance(error, self._connection_errors):
             return True
         return isinstance(error, self._http_error) and getattr(error, "status_code", None) in RETRY_STATUSES
+
+    def is_serialization_error(self, error: BaseException) -> bool:
+        """True when the client could not turn an action into JSON (what the JSON module raises, too)."""
+        return isinstance(error, self._serialization_error | TypeError | ValueError | RecursionError)
+
+    def unserialisable(self, action: dict[str, Any]) -> str | None:
+        """Why the client cannot serialise ``action`` as it would in a bulk request, or None."""
+        try:
+            self._serializer.dumps(action)
+        except (self._serialization_error, TypeError, ValueError, RecursionError) as error:
+            # Both clients wrap the JSON module's error; its message names the value, theirs the whole dict.
+            causes = [
+                cause
+                for cause in (*error.args, *getattr(error, "errors", ()))
+                if isinstance(cause, Exception)
+            ]
+            return str(causes[0] if causes else error)
+        return None
 
     def streaming_bulk(self, actions: Iterable[dict[str, Any]], **kwargs: Any) -> Iterator[tuple[bool, Any]]:
         return self._helpers.streaming_bulk(self.client, actions, **kwargs)

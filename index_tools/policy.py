@@ -1,9 +1,13 @@
-"""What happens to documents that are empty, huge or have no id: one place, applied to every format.
+"""What happens to documents that are empty, huge, unencodable or have no id: one place, applied to every
+format.
 
 The outcomes (documented in docs/indexing.md, each with a test):
 
-* no title and no text (or only whitespace): rejected — there is nothing to search;
+* an id and no title or text (or only whitespace): indexed, counted as empty (found by id only; Cranfield
+  has two such documents); no id and no title or text: rejected, there is nothing to derive an id from;
   a title without text is kept, the title alone is searchable;
+* a lone surrogate in the id, title, text or metadata (a JSON escape such as ``\\ud800`` that is not half
+  of a pair): rejected, naming the field; UTF-8 cannot encode it, so no engine can store it;
 * no id: an id is derived from the content (a hash of title and text), so a re-run gives the same id
   and indexes nothing twice; identical documents without ids collapse into one (counted as duplicates);
 * an id over 512 bytes (the engines' limit for ``_id``): rejected;
@@ -15,14 +19,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from typing import Any
 
-from index_tools.records import Document, ReadResult, Rejected
+from index_tools.records import Document, ReadResult, Rejected, lone_surrogate
 
 DEFAULT_MAX_DOC_BYTES = 1_048_576
 # OpenSearch and Elasticsearch refuse a document `_id` longer than 512 bytes.
 MAX_ID_BYTES = 512
 # UTF-8 spends at most 4 bytes on a character: below this many characters no encoding is needed.
 _MAX_UTF8_BYTES_PER_CHAR = 4
+# Empty documents are listed by location in the run's warning up to this many.
+SHOWN_EMPTY = 5
 
 
 def content_id(title: str, text: str) -> str:
@@ -42,13 +49,22 @@ class DocumentPolicy:
         self.truncate_huge = truncate_huge
         self.derived_ids = 0
         self.truncated = 0
+        self.empty = 0
+        self.empty_locations: list[str] = []
 
     def __call__(self, record: ReadResult) -> ReadResult:
         if isinstance(record, Rejected):
             return record
         doc = record
+        # First: every check below encodes the id or the texts, which a lone surrogate would break.
+        if problem := unencodable(doc):
+            return Rejected.document(doc, problem)
         if _blank(doc.title) and _blank(doc.text):
-            return Rejected.document(doc, "empty document: no title and no text")
+            if doc.id is None:
+                return Rejected.document(doc, "empty document: no id, no title and no text")
+            self.empty += 1
+            if len(self.empty_locations) < SHOWN_EMPTY:
+                self.empty_locations.append(doc.location)
         if doc.id is None:
             doc = dataclasses.replace(doc, id=content_id(doc.title, doc.text))
             self.derived_ids += 1
@@ -72,6 +88,32 @@ class DocumentPolicy:
         kept = text_bytes[: self.max_doc_bytes - title_bytes].decode("utf-8", errors="ignore")
         self.truncated += 1
         return dataclasses.replace(doc, text=kept)
+
+
+def unencodable(doc: Document) -> str | None:
+    """Why ``doc`` cannot be sent as UTF-8 (the first lone surrogate, with the field holding it), else None."""
+    for what, value in (("id", doc.id), ("title", doc.title), ("text", doc.text)):
+        if value is not None and (problem := lone_surrogate(value, what)):
+            return problem
+    return _unencodable_metadata(doc.metadata) if doc.metadata else None
+
+
+def _unencodable_metadata(metadata: dict[str, Any]) -> str | None:
+    # Iterative, not recursive: JSON nested near the parser's limit must not hit the recursion limit here.
+    pending: list[tuple[str, Any]] = [("metadata", metadata)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            if problem := lone_surrogate(value, path):
+                return problem
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and (problem := lone_surrogate(key, f"a key of {path}")):
+                    return problem
+                pending.append((f"{path}.{key}", item))
+        elif isinstance(value, list | tuple):
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+    return None
 
 
 def _blank(value: str) -> bool:

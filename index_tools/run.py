@@ -42,6 +42,8 @@ class IndexReport:
     created: int
     updated: int
     duplicates: int
+    # Documents with an id and no title or text: indexed (a collection counts them), found by id only.
+    empty: int
     rejected: int
     truncated: int
     derived_ids: int
@@ -140,6 +142,13 @@ def index_corpus(
 
     ops.refresh(settings.index)
     warnings = [f"mapping problem ignored (--force): {problem}" for problem in state.problems_ignored]
+    if policy.empty:
+        shown = ", ".join(policy.empty_locations) + (
+            ", …" if policy.empty > len(policy.empty_locations) else ""
+        )
+        warnings.append(
+            f"{policy.empty:,} document(s) with an id but no title or text, indexed (found by id only): {shown}"
+        )
     return IndexReport(
         index=settings.index,
         index_created=state.created,
@@ -147,6 +156,7 @@ def index_corpus(
         created=stats.created,
         updated=stats.updated,
         duplicates=stats.duplicates,
+        empty=policy.empty,
         rejected=rejected,
         truncated=policy.truncated,
         derived_ids=policy.derived_ids,

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
@@ -17,7 +18,7 @@ from connector.background import BackgroundServer
 from connector.settings import ENV_PREFIX as CONNECTOR_ENV_PREFIX
 from connector.settings import ConnectorSettings
 from retrostar_search.engines.connection import Engine, EngineConnection
-from retrostar_search.nodes import NodeError, ensure_node, stop_node
+from retrostar_search.nodes import DEFAULT_HEAP, NodeError, ensure_node, stop_node
 from retrostar_search.rerank_log.schema import retention_policy_name
 from tests.scripted_sglang import ScriptedSGLangServer
 
@@ -29,54 +30,100 @@ if TYPE_CHECKING:
 # ------------------------------------------------------------------------------------------------
 # Local engine nodes (retrostar_search.nodes)
 #
-# One node per engine for the whole session. A node already running on the test URL (CI starts both
-# with `retrosearch node start` and exports the URLs) is used as is; otherwise the fixture starts one on
-# the test ports, which differ from the user defaults 9200/9201 so tests never touch a user's node, and
-# stops at the end only a node it started itself.
+# One node per engine version for the whole session: OpenSearch 2.19.1 (the full pipeline) and
+# Elasticsearch 8.19.7, plus OpenSearch 3.5.0 and Elasticsearch 9.2.0 for the paths those run here
+# (indexing, search, client-side rerank, eval). A node already running on the test URL (CI starts all
+# four with `retrosearch node start` and exports the URLs) is used as is; otherwise the fixture starts
+# one on its test port, which differs from the user defaults 9200/9201 so tests never touch a user's
+# node, and stops at the end only a node it started itself.
+#
+# `engine_node` (all four), `os_node` (OpenSearch 2 and 3) and `es_node` (Elasticsearch 8 and 9) are
+# parametrized: a test that asks for one runs once per node, marked with that node's marker.
 # ------------------------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class TestNodeSpec:
+    __test__ = False  # a fixture description, not a test class
+
+    #: Also the pytest marker and the prefix of the node's `<key>_url` / `<key>_client` fixtures.
+    key: str
+    engine: Engine
+    #: None: the engine's default version.
+    version: str | None
+    port: int
+    url_env: str
+    heap: str = DEFAULT_HEAP
+
+
+TEST_NODES = {
+    node.key: node
+    for node in (
+        TestNodeSpec("opensearch", Engine.OPENSEARCH, None, 9250, "RETROSEARCH_TEST_OPENSEARCH_URL"),
+        TestNodeSpec("elasticsearch", Engine.ELASTICSEARCH, None, 9251, "RETROSEARCH_TEST_ELASTICSEARCH_URL"),
+        TestNodeSpec(
+            "opensearch3", Engine.OPENSEARCH, "3.5.0", 9252, "RETROSEARCH_TEST_OPENSEARCH3_URL", "512m"
+        ),
+        TestNodeSpec(
+            "elasticsearch9",
+            Engine.ELASTICSEARCH,
+            "9.2.0",
+            9253,
+            "RETROSEARCH_TEST_ELASTICSEARCH9_URL",
+            "512m",
+        ),
+    )
+}
 TEST_NODE_URL_ENV = {
-    Engine.OPENSEARCH: "RETROSEARCH_TEST_OPENSEARCH_URL",
-    Engine.ELASTICSEARCH: "RETROSEARCH_TEST_ELASTICSEARCH_URL",
+    Engine.OPENSEARCH: TEST_NODES["opensearch"].url_env,
+    Engine.ELASTICSEARCH: TEST_NODES["elasticsearch"].url_env,
 }
 TEST_NODE_PORTS = {Engine.OPENSEARCH: 9250, Engine.ELASTICSEARCH: 9251}
-_NODE_FIXTURES = {"opensearch_url": "opensearch", "elasticsearch_url": "elasticsearch"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests that need a node, so `-m "not opensearch"` deselects them on a host without Java."""
+    """Mark tests that need a node, so `-m "not opensearch3"` deselects them on a host without Java 21."""
     for item in items:
-        for fixture, marker in _NODE_FIXTURES.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(marker)
+        for key in TEST_NODES:
+            if f"{key}_url" in getattr(item, "fixturenames", ()):
+                item.add_marker(key)
 
 
-def _node_url(engine: Engine) -> Iterator[str]:
-    env_var = TEST_NODE_URL_ENV[engine]
-    if os.environ.get(env_var):
-        yield os.environ[env_var].rstrip("/")
+def _node_url(node: TestNodeSpec) -> Iterator[str]:
+    if os.environ.get(node.url_env):
+        yield os.environ[node.url_env].rstrip("/")
         return
-    port = TEST_NODE_PORTS[engine]
     try:
-        info = ensure_node(engine, port)
+        info = ensure_node(node.engine, node.port, node.heap, version=node.version)
     except NodeError as exc:
         pytest.fail(
-            f"could not start the local {engine.value} test node on port {port}: {exc} "
-            f"(set {env_var} to use a running node, or deselect with -m 'not {engine.value}')"
+            f"could not start the local {node.engine.value} {node.version or ''} test node on port "
+            f"{node.port}: {exc} (set {node.url_env} to use a running node, or deselect with "
+            f"-m 'not {node.key}')"
         )
     yield info.url
     if info.started_by_us:
-        stop_node(engine, port)
+        stop_node(node.engine, node.port, node.version)
 
 
 @pytest.fixture(scope="session")
 def opensearch_url() -> Iterator[str]:
-    yield from _node_url(Engine.OPENSEARCH)
+    yield from _node_url(TEST_NODES["opensearch"])
 
 
 @pytest.fixture(scope="session")
 def elasticsearch_url() -> Iterator[str]:
-    yield from _node_url(Engine.ELASTICSEARCH)
+    yield from _node_url(TEST_NODES["elasticsearch"])
+
+
+@pytest.fixture(scope="session")
+def opensearch3_url() -> Iterator[str]:
+    yield from _node_url(TEST_NODES["opensearch3"])
+
+
+@pytest.fixture(scope="session")
+def elasticsearch9_url() -> Iterator[str]:
+    yield from _node_url(TEST_NODES["elasticsearch9"])
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +139,57 @@ def elasticsearch_client(elasticsearch_url: str) -> Iterator[Elasticsearch]:
     client = EngineConnection(engine=Engine.ELASTICSEARCH, url=elasticsearch_url).elasticsearch_client()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def opensearch3_client(opensearch3_url: str) -> Iterator[OpenSearch]:
+    client = EngineConnection(engine=Engine.OPENSEARCH, url=opensearch3_url).opensearch_client()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def elasticsearch9_client(elasticsearch9_url: str) -> Iterator[Elasticsearch]:
+    client = EngineConnection(engine=Engine.ELASTICSEARCH, url=elasticsearch9_url).elasticsearch_client()
+    yield client
+    client.close()
+
+
+@dataclass(frozen=True)
+class EngineNode:
+    """One of the test nodes, as a parametrized test sees it."""
+
+    key: str
+    engine: Engine
+    url: str
+    client: Any
+
+
+def _node_params(*keys: str) -> list[Any]:
+    return [pytest.param(key, id=key, marks=getattr(pytest.mark, key)) for key in keys]
+
+
+def _engine_node(request: pytest.FixtureRequest) -> EngineNode:
+    node = TEST_NODES[request.param]
+    url = request.getfixturevalue(f"{node.key}_url")
+    return EngineNode(node.key, node.engine, url, request.getfixturevalue(f"{node.key}_client"))
+
+
+@pytest.fixture(
+    scope="session", params=_node_params("opensearch", "opensearch3", "elasticsearch", "elasticsearch9")
+)
+def engine_node(request: pytest.FixtureRequest) -> EngineNode:
+    return _engine_node(request)
+
+
+@pytest.fixture(scope="session", params=_node_params("opensearch", "opensearch3"))
+def os_node(request: pytest.FixtureRequest) -> EngineNode:
+    return _engine_node(request)
+
+
+@pytest.fixture(scope="session", params=_node_params("elasticsearch", "elasticsearch9"))
+def es_node(request: pytest.FixtureRequest) -> EngineNode:
+    return _engine_node(request)
 
 
 # ------------------------------------------------------------------------------------------------

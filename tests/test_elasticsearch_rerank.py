@@ -1,5 +1,6 @@
-"""Elasticsearch: client-side rerank against the real local node (Basic licence), the `custom` rerank
-inference endpoint's JSON checked against Elasticsearch's template rules, and the licence error path."""
+"""Elasticsearch: client-side rerank against the real local nodes (8.19 and 9.2, Basic licence), the
+`custom` rerank inference endpoint's JSON checked against Elasticsearch's template rules, and the licence
+error path."""
 
 from __future__ import annotations
 
@@ -11,20 +12,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from elasticsearch import Elasticsearch
 from pydantic import SecretStr
 
 from retrostar_search.engines.connection import Engine
 from retrostar_search.engines.elasticsearch_setup import (
     RETRIEVER_REQUEST_VALUES,
     InferenceWiring,
+    custom_service_problem,
     inference_endpoint_body,
     retriever_example,
+    retriever_score,
     template_violations,
 )
 from retrostar_search.engines.search import ConnectorClient, search_and_rerank, search_first_stage
 from retrostar_search.errors import ExitCode
-from tests.conftest import RestartableConnector
+from tests.conftest import EngineNode, RestartableConnector
 from tests.search_corpus import (
     DOCUMENTS,
     QUERY,
@@ -40,16 +42,16 @@ cli = run_cli
 
 
 @pytest.fixture(scope="module")
-def es_index(elasticsearch_client: Elasticsearch) -> Iterator[str]:
-    yield from indexed(elasticsearch_client, INDEX)
+def es_index(es_node: EngineNode) -> Iterator[str]:
+    yield from indexed(es_node.client, INDEX)
 
 
 def test_client_side_rerank_on_elasticsearch(
-    elasticsearch_client: Elasticsearch, es_index: str, live_connector: RestartableConnector
+    es_node: EngineNode, es_index: str, live_connector: RestartableConnector
 ) -> None:
     with ConnectorClient(live_connector.url) as connector:
         outcome = search_and_rerank(
-            elasticsearch_client, Engine.ELASTICSEARCH, es_index, QUERY, connector, candidates=SIZE, top=4
+            es_node.client, Engine.ELASTICSEARCH, es_index, QUERY, connector, candidates=SIZE, top=4
         )
     bm25_order = [hit.id for hit in outcome.first_stage]
     assert outcome.path == "client-side"
@@ -63,21 +65,21 @@ def test_client_side_rerank_on_elasticsearch(
 
 
 def test_client_side_rerank_explains(
-    elasticsearch_client: Elasticsearch, es_index: str, live_connector: RestartableConnector
+    es_node: EngineNode, es_index: str, live_connector: RestartableConnector
 ) -> None:
     with ConnectorClient(live_connector.url) as connector:
         outcome = search_and_rerank(
-            elasticsearch_client, Engine.ELASTICSEARCH, es_index, QUERY, connector, candidates=3, top=2,
+            es_node.client, Engine.ELASTICSEARCH, es_index, QUERY, connector, candidates=3, top=2,
             explain=True,
         )  # fmt: skip
     assert all(hit.explanation and "Relevance Annotation" in hit.explanation for hit in outcome.reranked)
 
 
 def test_search_command_on_elasticsearch(
-    elasticsearch_url: str, es_index: str, live_connector: RestartableConnector
+    es_node: EngineNode, es_index: str, live_connector: RestartableConnector
 ) -> None:
     code, output = cli(
-        "search", QUERY, "--engine", "elasticsearch", "--url", elasticsearch_url, "--index", es_index,
+        "search", QUERY, "--engine", "elasticsearch", "--url", es_node.url, "--index", es_index,
         "--connector-url", live_connector.url, "--candidates", "5", "--top", "2", "--json",
     )  # fmt: skip
     assert code == 0, output
@@ -88,8 +90,8 @@ def test_search_command_on_elasticsearch(
     assert [hit["id"] for hit in result["reranked"]] == expected_order(first_five, first_five)[:2]
 
 
-def test_first_stage_is_bm25_over_title_and_text(elasticsearch_client: Elasticsearch, es_index: str) -> None:
-    hits = search_first_stage(elasticsearch_client, es_index, "carotenoids", 3)
+def test_first_stage_is_bm25_over_title_and_text(es_node: EngineNode, es_index: str) -> None:
+    hits = search_first_stage(es_node.client, es_index, "carotenoids", 3)
     assert [hit.id for hit in hits] == ["pigments-3"]  # the word is only in that title
     assert hits[0].first_stage_rank == 1 and hits[0].first_stage_score > 0
 
@@ -168,12 +170,30 @@ def test_retriever_example_reranks_bm25_through_the_endpoint() -> None:
     assert set(RETRIEVER_REQUEST_VALUES) == {"query", "input"}
 
 
-# --- against the real Basic-licence node --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("version", "has_it"),
+    [("8.18.3", False), ("8.19.0", True), ("8.19.7", True), ("9.0.0", False), ("9.0.8", False),
+     ("9.1.0", True), ("9.2.0", True), ("9.5.6", True)],
+)  # fmt: skip
+def test_the_custom_service_exists_from_8_19_and_9_1(version: str, has_it: bool) -> None:
+    problem = custom_service_problem(version)
+    assert (problem is None) is has_it
+    if problem:
+        assert version in problem and "8.19 and 9.1" in problem and "client-side" in problem
 
 
-def test_setup_on_basic_licence_explains_and_fails(elasticsearch_url: str) -> None:
+def test_retriever_rescales_the_connector_scores_keeping_their_order() -> None:
+    # max(s, 0) + min(exp(s), 1): Retro* / 100 in [0, 1] comes back as 1 + s.
+    assert [retriever_score(s) for s in (0.0, 0.12, 0.91, 1.0)] == pytest.approx([1.0, 1.12, 1.91, 2.0])
+    assert 0 < retriever_score(-2.0) < retriever_score(-0.5) < 1
+
+
+# --- against the real Basic-licence nodes -------------------------------------------------------------
+
+
+def test_setup_on_basic_licence_explains_and_fails(es_node: EngineNode) -> None:
     code, output = cli(
-        "setup", "elasticsearch", "--url", elasticsearch_url, "--connector-url", "http://127.0.0.1:8000",
+        "setup", "elasticsearch", "--url", es_node.url, "--connector-url", "http://127.0.0.1:8000",
         "--connector-api-key", "connector-key-7",
     )  # fmt: skip
     flat = " ".join(output.split())
@@ -184,10 +204,10 @@ def test_setup_on_basic_licence_explains_and_fails(elasticsearch_url: str) -> No
     assert "connector-key-7" not in output
 
 
-def test_teardown_on_a_node_without_the_inference_api(elasticsearch_url: str) -> None:
-    # The local node (integ-test distribution) has no inference plugin: Elasticsearch's own answer is
+def test_teardown_on_a_node_without_the_inference_api(es_node: EngineNode) -> None:
+    # The local nodes (integ-test distributions) have no inference plugin: Elasticsearch's own answer is
     # "no handler found", which the command turns into advice.
-    code, output = cli("teardown", "elasticsearch", "--url", elasticsearch_url)
+    code, output = cli("teardown", "elasticsearch", "--url", es_node.url)
     assert code == ExitCode.UNAVAILABLE
     assert "no inference API" in " ".join(output.split())
 

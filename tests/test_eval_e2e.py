@@ -21,7 +21,9 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from retrostar_search.cli import app
+from retrostar_search.engines.connection import Engine
 from retrostar_search.errors import ExitCode
+from tests.conftest import EngineNode
 from tests.scripted_sglang import ScriptedSGLangServer
 
 DATA = Path(__file__).parent / "data" / "eval"
@@ -186,14 +188,15 @@ def test_backend_failures_are_reported_not_hidden(
     assert summary["rerank"]["degraded_queries"] == 1
 
 
-def test_elasticsearch_first_stage_and_rerank(
-    elasticsearch_url: str,
-    elasticsearch_client: Any,
+def test_first_stage_and_rerank_on_every_test_node(
+    engine_node: EngineNode,
     connector_settings: Any,
     scripted_sglang: ScriptedSGLangServer,
     tmp_path: Path,
 ) -> None:
     index = f"eval-e2e-{uuid.uuid4().hex[:8]}"
+    # The Elasticsearch test nodes are integ-test builds, which have no `english` analyzer.
+    analyzer = ["--analyzer", "standard"] if engine_node.engine is Engine.ELASTICSEARCH else []
     try:
         result = CliRunner().invoke(
             app,
@@ -201,10 +204,9 @@ def test_elasticsearch_first_stage_and_rerank(
                 "eval", str(TINY_BEIR),
                 "--index", index,
                 "--index-if-missing",
-                # The local test node is Elasticsearch's integ-test build, which has no `english` analyzer.
-                "--analyzer", "standard",
-                "--engine", "elasticsearch",
-                "--url", elasticsearch_url,
+                *analyzer,
+                "--engine", engine_node.engine.value,
+                "--url", engine_node.url,
                 "--rerank",
                 "--backend-url", scripted_sglang.url,
                 "--cache", str(tmp_path / "scores.sqlite"),
@@ -214,11 +216,11 @@ def test_elasticsearch_first_stage_and_rerank(
         )  # fmt: skip
         assert result.exit_code == 0, result.stderr
         summary = json.loads(result.stdout)
-        assert summary["engine"] == "elasticsearch"
+        assert summary["engine"] == engine_node.engine.value
         assert summary["first_stage"]["ndcg@10"] < 0.8
         assert summary["reranked"]["ndcg@10"] == pytest.approx(1.0)
     finally:
-        elasticsearch_client.indices.delete(index=index, ignore_unavailable=True)
+        engine_node.client.indices.delete(index=index, ignore_unavailable=True)
 
 
 def test_a_missing_index_is_refused_with_the_command_to_build_it(

@@ -12,19 +12,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from retrostar_search.cli import node as node_cli
 from retrostar_search.engines.connection import Engine
-from retrostar_search.nodes import NodeError, ensure_node, maven, node_status, stop_node
+from retrostar_search.nodes import NodeError, ensure_node, java, maven, node_status, stop_node
 from retrostar_search.nodes.home import render_settings
 from retrostar_search.nodes.java import JAVA_HOME_ENV, find_java_home
 from retrostar_search.nodes.maven import ResolvedArtifact, failure_reason, parse_listing
 from retrostar_search.nodes.paths import node_home, node_lock_file
 from retrostar_search.nodes.process import group_members, port_in_use
-from retrostar_search.nodes.specs import ELASTICSEARCH, OPENSEARCH, TRANSPORT_PORT_OFFSET
+from retrostar_search.nodes.specs import ELASTICSEARCH, OPENSEARCH, TRANSPORT_PORT_OFFSET, VERSIONS
+
+OPENSEARCH_3 = VERSIONS[Engine.OPENSEARCH]["3.5.0"]
+ELASTICSEARCH_9 = VERSIONS[Engine.ELASTICSEARCH]["9.2.0"]
 
 OPENSEARCH_PLUGINS = {
     "opensearch-job-scheduler",
@@ -47,10 +51,10 @@ def _port(url: str) -> int:
     return port
 
 
-def _managed_port(engine: Engine, url: str) -> int:
+def _managed_port(engine: Engine, url: str, version: str | None = None) -> int:
     """The node's port, skipping when the URL points at a node that retrosearch did not start."""
     port = _port(url)
-    if node_status(engine, port).pid is None:
+    if node_status(engine, port, version).pid is None:
         pytest.skip(f"{url} is not a node managed by retrosearch")
     return port
 
@@ -129,6 +133,95 @@ def test_elasticsearch_node_serves_bm25_without_security(elasticsearch_client) -
     hits = elasticsearch_client.search(index=index, query={"match": {"text": "colour"}})["hits"]["hits"]
     assert [hit["_id"] for hit in hits] == ["1"]
     elasticsearch_client.indices.delete(index=index)
+
+
+# --- OpenSearch 3.5 and Elasticsearch 9.2 test nodes ----------------------------------------------
+
+
+def test_opensearch3_node_is_the_bare_zip_with_its_own_modules(opensearch3_client) -> None:
+    (node,) = opensearch3_client.nodes.info(node_id="_local", metric="plugins")["nodes"].values()
+    assert node["version"] == OPENSEARCH_3.version
+    modules = {module["name"] for module in node["modules"]}
+    assert {"lang-painless", "analysis-common", "search-pipeline-common"} <= modules
+    assert node["plugins"] == []  # Central serves no 3.x ML Commons / neural-search zips
+    reply = opensearch3_client.indices.analyze(
+        body={"analyzer": "english", "text": "The leaves were running"}
+    )
+    assert [token["token"] for token in reply["tokens"]] == ["leav", "were", "run"]
+    assert not OPENSEARCH_3.search_pipeline and OPENSEARCH.search_pipeline
+
+
+def test_elasticsearch9_node_answers_nodes_info_but_not_the_root(elasticsearch9_url: str) -> None:
+    # What the issue says of the 9.2 zip, checked: no info action (GET / is 405), no `english` analyzer.
+    assert httpx.get(elasticsearch9_url).status_code == 405
+    nodes = httpx.get(f"{elasticsearch9_url}/_nodes/_local").json()["nodes"]
+    assert [node["version"] for node in nodes.values()] == [ELASTICSEARCH_9.version]
+    analyzed = httpx.post(
+        f"{elasticsearch9_url}/_analyze", json={"analyzer": "english", "text": "leaves"}
+    ).json()
+    assert "failed to find global analyzer [english]" in analyzed["error"]["reason"]
+
+
+def test_status_without_version_reports_the_version_on_the_port(opensearch3_url: str) -> None:
+    port = _managed_port(Engine.OPENSEARCH, opensearch3_url, OPENSEARCH_3.version)
+    result = CliRunner().invoke(_cli(), ["node", "status", "--port", str(port)])
+    assert result.exit_code == 0, result.output
+    assert f"opensearch {OPENSEARCH_3.version}" in result.output
+
+
+def test_start_of_another_version_on_a_busy_port_names_the_running_one(opensearch3_url: str) -> None:
+    port = _managed_port(Engine.OPENSEARCH, opensearch3_url, OPENSEARCH_3.version)
+    result = CliRunner().invoke(
+        _cli(), ["node", "start", "--port", str(port), "--version", OPENSEARCH.version]
+    )
+    assert result.exit_code == 1
+    assert f"opensearch {OPENSEARCH_3.version} already runs on port {port}" in result.output
+    # Without --version, the node that runs there is the one meant.
+    again = CliRunner().invoke(_cli(), ["node", "start", "--port", str(port)])
+    assert again.exit_code == 0 and "already running" in again.output
+
+
+def test_an_unknown_version_names_the_provisioned_ones() -> None:
+    result = CliRunner().invoke(_cli(), ["node", "start", "--engine", "elasticsearch", "--version", "9.5.6"])
+    assert result.exit_code == 1
+    assert "elasticsearch 9.5.6 is not one retrosearch provisions" in result.output
+    assert all(version in result.output for version in ("8.19.7", "9.0.0", "9.1.0", "9.2.0"))
+
+
+def _fake_jdk(folder: Path, major: int) -> Path:
+    """A JDK folder as the finder reads it: `bin/java` and the `release` file every JDK ships."""
+    (folder / "bin").mkdir(parents=True)
+    (folder / "bin" / "java").write_text("#!/bin/sh\nexit 1\n")
+    (folder / "release").write_text(f'JAVA_VERSION="{major}.0.2"\n')
+    return folder
+
+
+def test_each_version_gets_a_jdk_from_its_own_range(monkeypatch, tmp_path: Path) -> None:
+    jdk17 = _fake_jdk(tmp_path / "jvm" / "a-jdk-17", 17)
+    jdk25 = _fake_jdk(tmp_path / "jvm" / "b-temurin-25", 25)
+    monkeypatch.delenv(JAVA_HOME_ENV, raising=False)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(java, "JVM_DIRS", (tmp_path / "jvm",))
+    assert find_java_home(OPENSEARCH.java_majors) == jdk17  # 2.19 needs the SecurityManager: not 25
+    assert find_java_home(OPENSEARCH_3.java_majors) == jdk25
+    assert find_java_home(ELASTICSEARCH_9.java_majors) == jdk25
+    # JAVA_HOME is looked at first, but only where its Java fits the version.
+    monkeypatch.setenv("JAVA_HOME", str(jdk25))
+    assert find_java_home(OPENSEARCH.java_majors) == jdk17
+
+
+def test_a_missing_java_21_names_what_to_install(monkeypatch, tmp_path: Path) -> None:
+    _fake_jdk(tmp_path / "jvm" / "jdk-17", 17)
+    monkeypatch.delenv(JAVA_HOME_ENV, raising=False)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(java, "JVM_DIRS", (tmp_path / "jvm",))
+    with pytest.raises(NodeError) as missing:
+        find_java_home(ELASTICSEARCH_9.java_majors)
+    message = str(missing.value)
+    assert message.startswith("no Java 21-25 found; found only ")
+    assert "(Java 17)" in message and "install a JDK 21 to 25" in message and JAVA_HOME_ENV in message
 
 
 # --- Process control and errors --------------------------------------------------------------------

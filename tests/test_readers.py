@@ -6,13 +6,16 @@ No engine is needed here; tests/test_indexing.py covers what the engines do with
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import os
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from index_tools.policy import MAX_ID_BYTES, DocumentPolicy, content_id
+from index_tools.progress import PlainProgress, RecordTotal
 from index_tools.readers import (
     BrightExport,
     BrightLayoutError,
@@ -36,6 +39,7 @@ needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared/data is no
 
 
 def write_lines(path: Path, *lines: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"".join((line if isinstance(line, bytes) else line.encode()) + b"\n" for line in lines))
     return path
 
@@ -86,14 +90,18 @@ def test_jsonl_gz_is_read_like_plain_jsonl(tmp_path: Path) -> None:
 
 def test_jsonl_bad_lines_are_rejected_with_their_line_numbers_and_the_rest_is_read() -> None:
     docs, rejected = split(list(read_jsonl(DATA / "with-bad-lines.jsonl")))
-    # The empty document reads fine: the indexing policy, not the reader, rejects it.
+    # The empty document (no id either) reads fine: the indexing policy, not the reader, rejects it.
     ids = [f"doc-{n:02d}" for n in range(1, 11)]
-    assert [d.id for d in docs] == [*ids[:4], "empty", *ids[4:]]
+    assert [d.id for d in docs] == [*ids[:4], None, *ids[4:]]
     assert [(r.line, r.reason.split(":")[0]) for r in rejected] == [
         (3, "invalid JSON"),
         (5, "invalid UTF-8 at byte 29 of the line"),
     ]
-    assert rejected[1].raw == '{"id": "latin1", "text": "caf\\xe9 au lait"}'  # undecodable byte shown escaped
+    # The whole line, its undecodable byte kept losslessly as a surrogateescape character.
+    assert rejected[1].raw == '{"id": "latin1", "text": "caf\udce9 au lait"}'
+    assert (
+        rejected[1].raw.encode("utf-8", "surrogateescape") == b'{"id": "latin1", "text": "caf\xe9 au lait"}'
+    )
     assert all(r.source.endswith("with-bad-lines.jsonl") for r in rejected)
 
 
@@ -336,7 +344,7 @@ def test_files_folder_rejects_a_file_that_is_not_utf8_with_its_line(tmp_path: Pa
     docs, rejected = split(list(open_corpus(tmp_path, CorpusFormat.FILES).documents()))
     assert [d.id for d in docs] == ["good.txt"]
     assert [(Path(r.source).name, r.line) for r in rejected] == [("bad.txt", 3)]
-    assert rejected[0].raw == "na\\xefve"
+    assert rejected[0].raw == "na\udcefve"  # the line holding the bad byte, kept losslessly
 
 
 def test_files_folder_rejects_a_file_it_cannot_read(tmp_path: Path) -> None:
@@ -376,7 +384,7 @@ def test_csv_bad_rows_are_rejected_and_the_rest_kept(tmp_path: Path) -> None:
         (4, "invalid UTF-8 in the row"),
         (5, "malformed csv row: ',' expected after '\"'"),
     ]
-    assert rejected[1].raw == "3,caf\\xe9"
+    assert [r.raw for r in rejected] == ["2,too,many", "3,caf\udce9", '4,"bad"quote']
 
 
 def test_tsv_takes_quotes_literally_and_honours_field_overrides(tmp_path: Path) -> None:
@@ -423,17 +431,22 @@ def doc(id: str | None = "d", title: str = "", text: str = "") -> Document:
     return Document(id, title, text, "src.jsonl", 4)
 
 
-def test_empty_documents_are_rejected_but_a_title_alone_is_kept() -> None:
+def test_an_empty_document_with_an_id_is_kept_and_counted_one_without_is_rejected() -> None:
+    # Issue 12: Cranfield's two empty documents are part of the collection; only "nothing at all" is refused.
     policy = DocumentPolicy()
-    rejected = policy(doc(title="  ", text="\n\t"))
+    kept = policy(doc(title="  ", text="\n\t"))
+    assert isinstance(kept, Document) and kept.id == "d"
+    assert (policy.empty, policy.empty_locations) == (1, ["src.jsonl:4"])
+    rejected = policy(doc(None, title=" ", text=""))
     assert isinstance(rejected, Rejected)
     assert (rejected.source, rejected.line, rejected.reason) == (
         "src.jsonl",
         4,
-        "empty document: no title and no text",
+        "empty document: no id, no title and no text",
     )
-    kept = policy(doc(title="Only a title"))
-    assert isinstance(kept, Document) and kept.title == "Only a title"
+    title_only = policy(doc(title="Only a title"))
+    assert isinstance(title_only, Document) and title_only.title == "Only a title"
+    assert policy.empty == 1
 
 
 def test_missing_ids_are_derived_from_content_and_stable() -> None:
@@ -490,3 +503,247 @@ def test_rejects_file_is_written_only_when_something_is_rejected(tmp_path: Path)
         {"file": "b.txt", "line": None, "reason": "invalid UTF-8", "raw": "na\\xefve"},
     ]
     assert rejects.count == 2
+
+
+# --- Text no engine can store: lone surrogates, and other records that used to stop a run (issue 10) -----
+
+
+def test_lone_surrogates_in_any_field_reject_their_record_only_with_line_and_reason(tmp_path: Path) -> None:
+    lines = [
+        r'{"id": "ok-1", "text": "fine"}',
+        r'{"id": "bad-id-\udc00", "text": "x"}',
+        r'{"id": "t", "title": "T \ud800", "text": "x"}',
+        r'{"id": "x", "text": "lone \ud800 high"}',
+        r'{"text": "no id and \udfff"}',
+        r'{"id": "k", "text": "x", "tags": {"k\ud83d": 1}}',
+        r'{"id": "n", "text": "x", "extra": {"list": ["fine", "bad \udc80"]}}',
+        r'{"id": "pair", "text": "an emoji \ud83d\ude00 escaped as a pair"}',
+        r'{"id": "ok-2", "text": "fine"}',
+    ]
+    policy = DocumentPolicy()
+    docs, rejected = split(
+        [policy(record) for record in read_jsonl(write_lines(tmp_path / "c.jsonl", *lines))]
+    )
+    assert [d.id for d in docs] == ["ok-1", "pair", "ok-2"]
+    assert docs[1].text == "an emoji \U0001f600 escaped as a pair"  # a proper pair is one character
+    tail = "which cannot be encoded as UTF-8"
+    assert [(r.line, r.reason) for r in rejected] == [
+        (2, f"id holds a lone surrogate \\udc00 at character 7, {tail}"),
+        (3, f"title holds a lone surrogate \\ud800 at character 2, {tail}"),
+        (4, f"text holds a lone surrogate \\ud800 at character 5, {tail}"),
+        (5, f"text holds a lone surrogate \\udfff at character 10, {tail}"),
+        (6, f"a key of metadata.tags holds a lone surrogate \\ud83d at character 1, {tail}"),
+        (7, f"metadata.extra.list[1] holds a lone surrogate \\udc80 at character 4, {tail}"),
+    ]
+    assert [r.raw for r in rejected] == lines[1:7]  # each line exactly as in the file
+
+
+def test_json_nested_beyond_the_parser_limit_rejects_that_line_only(tmp_path: Path) -> None:
+    deep = '{"id": "deep", "text": "x", "m": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = write_lines(tmp_path / "c.jsonl", '{"id": "a", "text": "x"}', deep, '{"id": "b", "text": "y"}')
+    docs, rejected = split(list(read_jsonl(path)))
+    assert [d.id for d in docs] == ["a", "b"]
+    assert [(r.line, r.reason, r.raw == deep) for r in rejected] == [
+        (2, "JSON nested too deeply to read", True)
+    ]
+
+
+def test_queries_with_a_lone_surrogate_raise_with_file_and_line(tmp_path: Path) -> None:
+    write_lines(
+        tmp_path / "queries.jsonl", json.dumps({"_id": "1", "text": "q"}), r'{"_id": "2", "text": "\ud800"}'
+    )
+    with pytest.raises(DataFileError, match=r"queries.jsonl:2: the query holds a lone surrogate \\ud800"):
+        read_beir_queries(tmp_path)
+    bright = tmp_path / "bright"
+    write_lines(bright / "documents.jsonl", json.dumps({"id": "d", "content": "x"}))
+    write_lines(
+        bright / "examples.jsonl", r'{"id": "q", "query": "\udc00", "gold_ids": ["d"], "excluded_ids": []}'
+    )
+    with pytest.raises(
+        BrightLayoutError, match=r"examples.jsonl:1: the query holds a lone surrogate \\udc00"
+    ):
+        BrightExport(bright).queries()
+
+
+def write_parquet_with_invalid_utf8(path: Path) -> None:
+    """Three rows whose middle `content` is the bytes ff fe: parquet writers need not check UTF-8."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = b"first" + b"\xff\xfe" + b"third"
+    offsets = pa.array([0, 5, 7, 12], pa.int32())
+    content = pa.StringArray.from_buffers(3, offsets.buffers()[1], pa.py_buffer(data))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"id": ["d1", "d2", "d3"], "content": content}), path)
+
+
+def test_bright_parquet_row_that_is_not_utf8_is_rejected_and_the_others_read(tmp_path: Path) -> None:
+    write_parquet_with_invalid_utf8(tmp_path / "documents" / "pony-00000-of-00001.parquet")
+    docs, rejected = split(list(open_corpus(tmp_path).documents()))
+    assert [(d.id, d.text) for d in docs] == [("d1", "first"), ("d3", "third")]
+    [bad] = rejected
+    assert (bad.line, bad.reason) == (2, "invalid UTF-8 in column content")
+    assert json.loads(bad.raw)["content"].encode("utf-8", "surrogateescape") == b"\xff\xfe"
+
+
+def test_files_folder_rejects_a_file_name_that_is_not_utf8_and_reads_the_rest(tmp_path: Path) -> None:
+    (tmp_path / "good.txt").write_text("fine")
+    Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.txt")).write_text("named in Latin-1")
+    docs, rejected = split(list(open_corpus(tmp_path, CorpusFormat.FILES).documents()))
+    assert [d.id for d in docs] == ["good.txt"]
+    [bad] = rejected
+    assert bad.reason == "the file name is not valid UTF-8 (it would be the document id): rename it"
+    assert bad.location.endswith("caf\\udce9.txt")  # printable, whatever the terminal
+
+
+# --- Raw records: the rejects file quotes the record exactly (issue 12) ------------------------------------
+
+
+def test_a_rejected_document_quotes_its_whole_line_not_a_summary(tmp_path: Path) -> None:
+    long_line = json.dumps({"id": "big", "title": "T", "text": "word " * 100, "year": 2020})
+    path = write_lines(tmp_path / "c.jsonl", long_line, '{"title": "", "text": "  "}')
+    policy = DocumentPolicy(max_doc_bytes=100)
+    rejected = [policy(record) for record in read_jsonl(path)]
+    assert [(r.line, r.raw) for r in rejected] == [(1, long_line), (2, '{"title": "", "text": "  "}')]
+
+
+def test_csv_rejects_quote_the_record_as_written_across_its_lines(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text('id,text\r\n1,"spans\r\ntwo lines",extra\r\n2,ok\r\n')
+    docs, rejected = split(list(open_corpus(path).documents()))
+    assert [d.id for d in docs] == ["2"]
+    assert [(r.line, r.raw) for r in rejected] == [(2, '1,"spans\r\ntwo lines",extra')]
+
+
+def test_rejects_file_gives_back_the_exact_bytes_of_a_line_that_is_not_utf8(tmp_path: Path) -> None:
+    line = b'{"id": "latin1", "text": "caf\xe9 \\\\xe9 au lait"}'  # a real byte e9, then the text \\xe9
+    path = write_lines(tmp_path / "c.jsonl", line)
+    rejects_path = tmp_path / "rejects.jsonl"
+    with RejectsFile(rejects_path) as rejects:
+        for record in read_jsonl(path):
+            assert isinstance(record, Rejected)
+            rejects.write(record)
+    stored = rejects_path.read_bytes()
+    stored.decode("utf-8")  # the rejects file itself is valid UTF-8
+    [entry] = [json.loads(text) for text in stored.decode().splitlines()]
+    assert entry["raw"].encode("utf-8", "surrogateescape") == line
+
+
+# --- A format given by hand that the path is not (issue 12) ----------------------------------------------
+
+
+def beir_folder(root: Path) -> Path:
+    write_lines(root / "corpus.jsonl", json.dumps({"_id": "1", "title": "T", "text": "x"}))
+    write_lines(root / "queries.jsonl", json.dumps({"_id": "1", "text": "q"}))
+    write_lines(root / "qrels" / "test.tsv", "query-id\tcorpus-id\tscore", "1\t1\t1")
+    return root
+
+
+@pytest.mark.parametrize(
+    "wrong", [CorpusFormat.JSONL, CorpusFormat.FILES, CorpusFormat.BRIGHT, CorpusFormat.CSV]
+)
+def test_a_beir_folder_given_another_format_is_refused_naming_the_right_flag(
+    tmp_path: Path, wrong: CorpusFormat
+) -> None:
+    beir = beir_folder(tmp_path / "beir")
+    pattern = (
+        rf"is a BEIR folder \(corpus.jsonl, queries.jsonl, qrels/\): --format {wrong} .* Use --format beir"
+    )
+    with pytest.raises(FormatError, match=pattern):
+        open_corpus(beir, wrong)
+    assert open_corpus(beir).format_name == "beir"  # detection, the default, still reads it right
+
+
+@pytest.mark.parametrize("wrong", [CorpusFormat.JSONL, CorpusFormat.BEIR, CorpusFormat.FILES])
+def test_a_bright_export_given_another_format_is_refused(tmp_path: Path, wrong: CorpusFormat) -> None:
+    bright = bright_hf_layout(tmp_path / "bright")
+    pattern = rf"is a BRIGHT folder \(documents/, examples/, long_documents/\): --format {wrong} .* Use --format bright"
+    with pytest.raises(FormatError, match=pattern):
+        open_corpus(bright, wrong, bright_task="pony")
+
+
+@needs_shared
+def test_cranfield_given_format_jsonl_is_refused_instead_of_reading_its_queries_as_documents() -> None:
+    with pytest.raises(FormatError, match=r"cranfield is a BEIR folder .*would index every .jsonl file"):
+        open_corpus(SHARED / "cranfield", CorpusFormat.JSONL)
+
+
+def test_a_file_given_a_folder_format_or_another_files_format_is_refused_with_the_right_one(
+    tmp_path: Path,
+) -> None:
+    beir = beir_folder(tmp_path / "beir")
+    with pytest.raises(
+        FormatError, match=r"is a file; it is the corpus of the BEIR folder .*beir: pass that folder"
+    ):
+        open_corpus(beir / "corpus.jsonl", CorpusFormat.BEIR)
+    loose = write_lines(tmp_path / "c.jsonl", json.dumps({"id": "1", "text": "x"}))
+    with pytest.raises(
+        FormatError, match=r"needs a folder; .*c.jsonl is a file; it is a jsonl file: use --format jsonl"
+    ):
+        open_corpus(loose, CorpusFormat.BRIGHT)
+    with pytest.raises(
+        FormatError, match=r"c.jsonl is a jsonl file by its name, not tsv: use --format jsonl"
+    ):
+        open_corpus(loose, CorpusFormat.TSV)
+    comma = tmp_path / "c.csv"
+    comma.write_text("id,text\n1,x\n")
+    with pytest.raises(FormatError, match=r"c.csv is a csv file by its name, not jsonl"):
+        open_corpus(comma, CorpusFormat.JSONL)
+    with pytest.raises(FormatError, match="separated by commas, not read as tsv: use --format csv"):
+        open_corpus(comma, CorpusFormat.TSV)
+    tabs = tmp_path / "passages.txt"  # a name that says nothing: the header decides
+    tabs.write_text("id\ttext\n1\tx\n")
+    with pytest.raises(FormatError, match="separated by tabs, not read as csv: use --format tsv"):
+        open_corpus(tabs, CorpusFormat.CSV)
+    assert [d.id for d in open_corpus(tabs, CorpusFormat.TSV).documents()] == ["1"]
+
+
+def test_a_folder_of_jsonl_files_is_detected_as_jsonl_and_never_read_as_text_files(tmp_path: Path) -> None:
+    shards = tmp_path / "shards"
+    write_lines(shards / "part-1.jsonl", json.dumps({"id": "1", "text": "x"}))
+    assert detect_format(shards) is CorpusFormat.JSONL
+    with pytest.raises(FormatError, match=r"holds no .txt, .md or .html file; it looks like a jsonl corpus"):
+        open_corpus(shards, CorpusFormat.FILES)
+    (shards / "notes.md").write_text("# Notes")
+    with pytest.raises(FormatError, match=r"holds both .jsonl files and text files"):
+        open_corpus(shards)
+    assert [d.id for d in open_corpus(shards, CorpusFormat.FILES).documents()] == ["notes.md"]
+
+
+# --- Progress figures (issue 12) -------------------------------------------------------------------------
+
+
+def test_a_gzip_corpus_estimates_its_total_from_the_compressed_bytes_read(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl.gz"
+    words = [f"w{n}" for n in range(500)]
+    with gzip.open(path, "wt") as stream:
+        for n in range(20_000):
+            stream.write(
+                json.dumps({"id": str(n), "text": " ".join(words[(n * k) % 500] for k in range(12))}) + "\n"
+            )
+    corpus = open_corpus(path)
+    assert corpus.size_hint() is None and corpus.estimated_total() is None
+    documents = corpus.documents()
+    for _ in range(10_000):
+        next(documents)
+    assert 17_000 <= corpus.estimated_total() <= 23_000
+    assert RecordTotal(corpus).label(10_000).startswith("10,000/≈")
+    assert sum(1 for _ in documents) == 10_000
+    assert corpus.estimated_total() == 20_000  # every byte read: the estimate is the count
+
+
+def test_plain_progress_writes_a_line_at_the_start_every_interval_and_says_when_the_total_is_estimated(
+    tmp_path: Path,
+) -> None:
+    plain = write_lines(tmp_path / "c.jsonl", *(json.dumps({"id": str(n), "text": "x"}) for n in range(1000)))
+    now = [0.0]
+    stream = io.StringIO()
+    progress = PlainProgress(stream, RecordTotal(open_corpus(plain)), interval=10, clock=lambda: now[0])
+    progress.write()
+    for now[0], done in ((1, 100), (5, 100), (11, 100), (12, 100), (25, 100)):
+        progress.advance(done)
+    assert stream.getvalue().splitlines() == [
+        "indexing: 0/1,000 records (0%)",
+        "indexing: 300/1,000 records (30%), 27 docs/s, 0:00:11 elapsed, about 0:00:26 left",
+        "indexing: 500/1,000 records (50%), 20 docs/s, 0:00:25 elapsed, about 0:00:25 left",
+    ]

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from index_tools.readers.fields import FieldNames
-from index_tools.readers.jsonl import count_lines, iter_json_lines, read_jsonl
-from index_tools.records import ReadResult, Rejected
+from index_tools.readers.jsonl import ReadMeter, count_lines, iter_json_lines, read_jsonl
+from index_tools.records import ReadResult, Rejected, lone_surrogate
 from retrostar_search.errors import InvalidInput
 
 CORPUS_NAMES = ("corpus.jsonl", "corpus.jsonl.gz")
@@ -24,6 +24,12 @@ class DataFileError(InvalidInput):
 
 def is_beir_folder(path: Path) -> bool:
     return path.is_dir() and any((path / name).is_file() for name in CORPUS_NAMES)
+
+
+def beir_markers(folder: Path) -> list[str]:
+    """What makes ``folder`` a BEIR folder, as shown to a user: ``corpus.jsonl, queries.jsonl, qrels/``."""
+    files = [name for name in (*CORPUS_NAMES, *QUERY_NAMES) if (folder / name).is_file()]
+    return files + (["qrels/"] if (folder / "qrels").is_dir() else [])
 
 
 def _find(folder: Path, names: tuple[str, ...], what: str) -> Path:
@@ -43,12 +49,16 @@ class BeirCorpus:
         self.fields = fields
         self.corpus_path = _find(folder, CORPUS_NAMES, "corpus file")
         self.warnings: list[str] = []
+        self.meter = ReadMeter([self.corpus_path])
 
     def documents(self) -> Iterator[ReadResult]:
-        return read_jsonl(self.corpus_path, self.fields)
+        return read_jsonl(self.corpus_path, self.fields, self.meter)
 
     def size_hint(self) -> int | None:
         return count_lines(self.corpus_path)
+
+    def estimated_total(self) -> int | None:
+        return self.meter.estimated_records()
 
     def queries(self) -> dict[str, str]:
         return read_beir_queries(self.folder)
@@ -71,6 +81,8 @@ def read_beir_queries(path: Path) -> dict[str, str]:
         text = value.get("text", value.get("query"))
         if query_id is None or not isinstance(text, str):
             raise DataFileError(f"{file}:{line_no}: a query needs an _id and a text")
+        if problem := lone_surrogate(text, "the query"):
+            raise DataFileError(f"{file}:{line_no}: {problem}")
         queries[str(query_id)] = text
     return queries
 

@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from index_tools.readers.fields import FieldNames, document_from_row
-from index_tools.readers.jsonl import count_lines, iter_json_lines, total_count
-from index_tools.records import ReadResult, Rejected
+from index_tools.readers.jsonl import ReadMeter, count_lines, iter_json_lines, total_count
+from index_tools.records import RawRecord, ReadResult, Rejected, lone_surrogate, raw_text
 from retrostar_search.errors import InvalidInput
 
 ROW_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz")
 # BRIGHT fills excluded_ids with this placeholder when a query has none.
 NO_EXCLUSION = "N/A"
 PARQUET_BATCH_ROWS = 1024
+CONFIGS = ("documents", "long_documents", "examples")
 
 
 class BrightLayoutError(InvalidInput):
@@ -57,6 +58,16 @@ def is_bright_folder(path: Path) -> bool:
     return path.is_dir() and any(_row_files(path, config, None) for config in ("documents", "long_documents"))
 
 
+def bright_markers(folder: Path) -> list[str]:
+    """What makes ``folder`` a BRIGHT export, as shown to a user: ``documents/``, ``examples.parquet``..."""
+    return [
+        entry.name + ("/" if entry.is_dir() else "")
+        for entry in sorted(folder.iterdir())
+        if entry.name in CONFIGS
+        or any(entry.name == config + suffix for config in CONFIGS for suffix in ROW_SUFFIXES)
+    ]
+
+
 def _parquet() -> Any:
     try:
         import pyarrow.parquet
@@ -67,20 +78,58 @@ def _parquet() -> Any:
     return pyarrow.parquet
 
 
-def iter_rows(file: Path) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
-    """(1-based row or line number, row) from a parquet or JSONL file, one batch in memory at a time."""
+def iter_rows(
+    file: Path, meter: ReadMeter | None = None
+) -> Iterator[tuple[int, RawRecord, dict[str, Any] | Rejected]]:
+    """(1-based row or line number, the record as read, row) from a parquet or JSONL file, one batch in
+    memory at a time; ``meter`` follows a JSONL file's bytes."""
     if file.name.endswith(".parquet"):
-        row_no = 0
-        for batch in _parquet().ParquetFile(file).iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            for row in batch.to_pylist():
-                row_no += 1
-                yield row_no, row
+        yield from _parquet_rows(file)
         return
-    for line_no, _raw, value in iter_json_lines(file):
+    for line_no, raw, value in iter_json_lines(file, meter):
         if isinstance(value, dict | Rejected):
-            yield line_no, value
+            yield line_no, raw, value
         else:
-            yield line_no, Rejected(str(file), line_no, f"expected a JSON object, got {type(value).__name__}")
+            reason = f"expected a JSON object, got {type(value).__name__}"
+            yield line_no, raw, Rejected(str(file), line_no, reason, raw_text(raw))
+
+
+def _parquet_rows(file: Path) -> Iterator[tuple[int, RawRecord, dict[str, Any] | Rejected]]:
+    row_no = 0
+    for batch in _parquet().ParquetFile(file).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        try:
+            rows: list[dict[str, Any] | Rejected] = batch.to_pylist()
+        except UnicodeDecodeError:
+            # A string column holds bytes that are not UTF-8 (parquet writers need not check): that
+            # batch is read again value by value, to reject only the rows at fault.
+            rows = [_checked_row(batch, index, file, row_no + index + 1) for index in range(batch.num_rows)]
+        for row in rows:
+            row_no += 1
+            # A parquet row has no text of its own: it stands for itself (a Rejected carries its own raw).
+            yield row_no, (row if isinstance(row, dict) else row.raw), row
+
+
+def _checked_row(batch: Any, index: int, file: Path, row_no: int) -> dict[str, Any] | Rejected:
+    row: dict[str, Any] = {}
+    bad_columns = []
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        try:
+            row[name] = column[index].as_py()
+        except UnicodeDecodeError:
+            bad_columns.append(name)
+            row[name] = _undecoded(column[index])
+    if not bad_columns:
+        return row
+    return Rejected(str(file), row_no, f"invalid UTF-8 in column {', '.join(bad_columns)}", raw_text(row))
+
+
+def _undecoded(value: Any) -> str:
+    """A parquet string that is not UTF-8, as its bytes decoded with surrogateescape (see raw_text)."""
+    import pyarrow
+
+    if pyarrow.types.is_string(value.type) or pyarrow.types.is_large_string(value.type):
+        return bytes(value.cast(pyarrow.binary()).as_py()).decode("utf-8", errors="surrogateescape")
+    return "<not valid UTF-8>"  # nested inside a list or struct: no single string to show
 
 
 def _row_count(file: Path) -> int | None:
@@ -124,31 +173,40 @@ class BrightExport:
         self.document_files = by_task[task]
         if any(file.name.endswith(".parquet") for file in self.document_files):
             _parquet()  # fail now, with the install hint, rather than halfway through indexing
+        self.meter = ReadMeter(self.document_files)
 
     def documents(self) -> Iterator[ReadResult]:
         for file in self.document_files:
-            for row_no, row in iter_rows(file):
+            for row_no, raw, row in iter_rows(file, self.meter):
                 if isinstance(row, Rejected):
                     yield row
                 else:
-                    yield document_from_row(row, self.fields, str(file), row_no)
+                    yield document_from_row(row, self.fields, str(file), row_no, raw)
 
     def size_hint(self) -> int | None:
         return total_count(_row_count(file) for file in self.document_files)
+
+    def estimated_total(self) -> int | None:
+        return self.meter.estimated_records()
 
     def _examples(self) -> Iterator[tuple[Path, int, dict[str, Any]]]:
         files = _row_files(self.folder, "examples", self.task).get(self.task)
         if not files:
             raise BrightLayoutError(f"{self.folder} has no BRIGHT examples for task {self.task!r}")
         for file in files:
-            for row_no, row in iter_rows(file):
+            for row_no, _raw, row in iter_rows(file):
                 if isinstance(row, Rejected):
                     raise BrightLayoutError(f"{row.location}: {row.reason}")
                 yield file, row_no, row
 
     def queries(self) -> dict[str, str]:
         """Query id → query text."""
-        return {str(row["id"]): row["query"] for _file, _row_no, row in self._examples()}
+        queries: dict[str, str] = {}
+        for file, row_no, row in self._examples():
+            if isinstance(row["query"], str) and (problem := lone_surrogate(row["query"], "the query")):
+                raise BrightLayoutError(f"{file}:{row_no}: {problem}")
+            queries[str(row["id"])] = row["query"]
+        return queries
 
     def qrels(self) -> dict[str, dict[str, int]]:
         """Query id → {gold document id → 1}, from ``gold_ids`` (``gold_ids_long`` for long documents)."""

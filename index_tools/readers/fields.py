@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from index_tools.records import Document, ReadResult, Rejected, excerpt
+from index_tools.records import Document, RawRecord, ReadResult, Rejected, raw_text
 from retrostar_search.errors import InvalidInput
 
 DEFAULT_ID_FIELDS = ("id", "_id")
@@ -44,9 +44,10 @@ class FieldError(InvalidInput):
 
 
 def document_from_row(
-    row: Mapping[str, Any], fields: FieldNames, source: str, line: int | None, raw: str | bytes = ""
+    row: Mapping[str, Any], fields: FieldNames, source: str, line: int | None, raw: RawRecord
 ) -> ReadResult:
-    """Pick id, title and text out of ``row``; every other field is kept as metadata.
+    """Pick id, title and text out of ``row``; every other field is kept as metadata. ``raw`` is the
+    record as read (the row itself where there is no text, as for parquet).
 
     A nested ``metadata`` object (BEIR corpora have one) is merged into the metadata rather than nested
     twice. A missing id is left as None: the indexing policy decides what to do with it.
@@ -59,7 +60,7 @@ def document_from_row(
         title_text = _as_text(title, "title")
         body = _as_text(text, "text")
     except FieldError as error:
-        return Rejected(source, line, str(error), excerpt(raw or repr(dict(row))))
+        return Rejected(source, line, str(error), raw_text(raw))
 
     used = {id_key, title_key, text_key}
     metadata: dict[str, Any] = {}
@@ -70,7 +71,7 @@ def document_from_row(
             metadata.update(value)
         else:
             metadata[key] = value
-    return Document(document_id, title_text, body, source, line, metadata)
+    return Document(document_id, title_text, body, source, line, metadata, raw)
 
 
 def _first_present(row: Mapping[str, Any], candidates: tuple[str, ...]) -> tuple[str | None, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
-from index_tools.records import Document, ReadResult, Rejected, excerpt
+from index_tools.records import Document, ReadResult, Rejected, lone_surrogate, raw_text
 
 TEXT_SUFFIXES = frozenset({".txt", ".text"})
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
@@ -21,6 +21,13 @@ HTML_SUFFIXES = frozenset({".html", ".htm"})
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | MARKDOWN_SUFFIXES | HTML_SUFFIXES
 
 MARKDOWN_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+
+
+def visible_files(folder: Path) -> Iterator[Path]:
+    """Every file under ``folder`` in a stable (sorted) order, hidden files and folders left out."""
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield from (Path(root, name) for name in sorted(names) if not name.startswith("."))
 
 
 class FilesCorpus:
@@ -32,14 +39,9 @@ class FilesCorpus:
         self.folder = folder
         self.warnings: list[str] = []
 
-    def _visible_files(self) -> Iterator[Path]:
-        for root, dirs, names in os.walk(self.folder):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            yield from (Path(root, name) for name in sorted(names) if not name.startswith("."))
-
     def documents(self) -> Iterator[ReadResult]:
         skipped = 0
-        for path in self._visible_files():
+        for path in visible_files(self.folder):
             if path.suffix.lower() in SUPPORTED_SUFFIXES:
                 yield read_text_file(path, self.folder)
             else:
@@ -49,11 +51,20 @@ class FilesCorpus:
             self.warnings.append(f"skipped {skipped} file(s) that are not .txt, .md or .html")
 
     def size_hint(self) -> int | None:
-        return sum(1 for path in self._visible_files() if path.suffix.lower() in SUPPORTED_SUFFIXES)
+        return sum(1 for path in visible_files(self.folder) if path.suffix.lower() in SUPPORTED_SUFFIXES)
+
+    def estimated_total(self) -> int | None:
+        return None  # size_hint is exact
 
 
 def read_text_file(path: Path, root: Path) -> ReadResult:
     source = str(path)
+    doc_id = path.relative_to(root).as_posix()
+    # Python decodes a file name that is not UTF-8 with surrogateescape; such a name cannot be an id.
+    if lone_surrogate(doc_id, "the file name"):
+        return Rejected(
+            source, None, "the file name is not valid UTF-8 (it would be the document id): rename it"
+        )
     try:
         raw = path.read_bytes()
     except OSError as error:  # unreadable (permissions, a broken link): that file only, not the run
@@ -63,7 +74,7 @@ def read_text_file(path: Path, root: Path) -> ReadResult:
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         bad_line = raw[raw.rfind(b"\n", 0, error.start) + 1 :].split(b"\n", 1)[0]
-        return Rejected(source, line, f"invalid UTF-8 at byte {error.start} of the file", excerpt(bad_line))
+        return Rejected(source, line, f"invalid UTF-8 at byte {error.start} of the file", raw_text(bad_line))
     suffix = path.suffix.lower()
     if suffix in HTML_SUFFIXES:
         title, text = html_to_text(content)
@@ -72,7 +83,6 @@ def read_text_file(path: Path, root: Path) -> ReadResult:
         title, text = (heading.group(1) if heading else ""), content
     else:
         title, text = "", content
-    doc_id = path.relative_to(root).as_posix()
     return Document(doc_id, title or path.stem, text, source, None, {"path": doc_id})
 
 

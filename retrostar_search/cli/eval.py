@@ -261,7 +261,7 @@ def _ensure_index(
     if not report.count_ok:
         raise typer.Exit(ExitCode.FAILED)
     if report.rejected:
-        # Rejected records (e.g. Cranfield's two empty documents) cannot be retrieved by any system;
+        # Rejected records (e.g. lines that are not valid JSON) cannot be retrieved by any system;
         # the figures stay comparable, but the user should know.
         console.print(
             f"[yellow]warning:[/] {report.rejected} record(s) not indexed; a judged one among them can "

@@ -5,31 +5,20 @@ Formats, flags and what happens to bad input are documented in docs/indexing.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
 from index_tools.bulk import BulkOptions
 from index_tools.engine import EngineOps
 from index_tools.mapping import DEFAULT_ANALYZER, choose_analyzer
 from index_tools.policy import DEFAULT_MAX_DOC_BYTES
+from index_tools.progress import indexing_progress
 from index_tools.readers import (
     Corpus,
     CorpusFormat,
@@ -49,12 +38,6 @@ from retrostar_search.errors import InvalidInput
 SOURCE_PANEL = "Source"
 INDEX_PANEL = "Index"
 LOADING_PANEL = "Loading and bad input"
-
-
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} docs/s" if speed else "- docs/s", style="progress.data.speed")
 
 
 # Rejections are listed as they happen up to this many; the rejects file has them all.
@@ -77,25 +60,6 @@ def show_rejections(console: Console) -> Callable[[Rejected], None]:
     return show
 
 
-@contextmanager
-def indexing_progress(console: Console, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A progress bar for records processed; it shows an ETA when the corpus size is known."""
-    columns: list[ProgressColumn] = [
-        TextColumn("[bold]indexing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _RateColumn(),
-    ]
-    columns += (
-        [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()] if total else [TimeElapsedColumn()]
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("indexing", total=total)
-        yield lambda done: progress.advance(task, done)
-        # The total is an estimate (blank lines, CSV records spanning lines): end the bar where the run ended.
-        progress.update(task, total=progress.tasks[0].completed)
-
-
 def print_report(console: Console, report: IndexReport) -> None:
     table = Table(title=escape(f"index {report.index!r}"), show_header=False, title_justify="left")
     table.add_column(justify="left")
@@ -105,6 +69,7 @@ def print_report(console: Console, report: IndexReport) -> None:
         ("indexed", report.indexed),
         ("  created", report.created),
         ("  updated (already there, or duplicate id)", report.updated),
+        ("  of them empty (no title or text: found by id only)", report.empty),
         ("duplicate ids in this run (last one kept)", report.duplicates),
         ("rejected", report.rejected),
         ("truncated (--truncate-huge)", report.truncated),
@@ -155,7 +120,7 @@ def index_with_progress(
 ) -> IndexReport:
     """``index_corpus`` under a progress bar, then its report; a failure is printed and ends the command."""
     try:
-        with indexing_progress(console, corpus.size_hint()) as advance:
+        with indexing_progress(console, corpus) as advance:
             report = index_corpus(ops, corpus, settings, advance, show_rejections(console))
     except command_errors() as error:
         hint = None

@@ -19,6 +19,7 @@ from retrostar_search.errors import ExitCode
 from retrostar_search.nodes import (
     DEFAULT_HEAP,
     DEFAULT_START_TIMEOUT_S,
+    VERSIONS,
     NodeError,
     NodeInfo,
     ensure_node,
@@ -45,6 +46,21 @@ PortOption = Annotated[
     ),
 ]
 
+VersionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--version",
+        "-V",
+        help="Engine version: opensearch "
+        + ", ".join(VERSIONS[Engine.OPENSEARCH])
+        + "; elasticsearch "
+        + ", ".join(VERSIONS[Engine.ELASTICSEARCH])
+        + ". \\[default: the first of each, whose whole pipeline runs here; for stop, status and "
+        "logs, the version on that port]",
+        show_default=False,
+    ),
+]
+
 _out = Console()
 # soft_wrap keeps an error on one line however narrow the terminal.
 _err = Console(stderr=True, soft_wrap=True)
@@ -58,6 +74,7 @@ def register(app: typer.Typer) -> None:
 def start(
     engine: EngineOption = Engine.OPENSEARCH,
     port: PortOption = None,
+    version: VersionOption = None,
     heap: Annotated[str, typer.Option(help="JVM heap, both -Xms and -Xmx.")] = DEFAULT_HEAP,
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for a yellow cluster.")
@@ -65,27 +82,31 @@ def start(
 ) -> None:
     """Start the node (provisioning it on first use); says so and succeeds if it already runs."""
     with _node_errors(), _out.status(f"starting {engine.value}…") as status:
-        info = ensure_node(engine, port, heap, timeout_s=timeout, report=status.update)
+        info = ensure_node(engine, port, heap, version=version, timeout_s=timeout, report=status.update)
     if info.started_by_us:
-        _out.print(f"[green]{engine.value} started[/] in {info.start_seconds:.1f} s")
+        _out.print(f"[green]{engine.value} {info.version} started[/] in {info.start_seconds:.1f} s")
     else:
-        _out.print(f"{engine.value} is already running at {info.url}; nothing to do")
+        _out.print(f"{engine.value} {info.version} is already running at {info.url}; nothing to do")
     _out.print(_info_table(info))
 
 
 @node_app.command()
-def stop(engine: EngineOption = Engine.OPENSEARCH, port: PortOption = None) -> None:
+def stop(
+    engine: EngineOption = Engine.OPENSEARCH, port: PortOption = None, version: VersionOption = None
+) -> None:
     """Stop the node and wait until none of its processes is left."""
     with _node_errors():
-        stopped = stop_node(engine, port)
+        stopped = stop_node(engine, port, version)
     _out.print(f"{engine.value} stopped" if stopped else f"{engine.value} was not running")
 
 
 @node_app.command()
-def status(engine: EngineOption = Engine.OPENSEARCH, port: PortOption = None) -> None:
+def status(
+    engine: EngineOption = Engine.OPENSEARCH, port: PortOption = None, version: VersionOption = None
+) -> None:
     """Show whether the node runs, with version and plugins (exit status 3 when stopped)."""
     with _node_errors():
-        state = node_status(engine, port)
+        state = node_status(engine, port, version)
     if state.info is not None:
         _out.print(f"[green]running[/] {engine.value} at {state.url}")
         _out.print(_info_table(state.info))
@@ -95,7 +116,9 @@ def status(engine: EngineOption = Engine.OPENSEARCH, port: PortOption = None) ->
             f"[yellow]starting[/] {engine.value} (pid {state.pid}) is not answering at {state.url} yet"
         )
         return
-    _out.print(f"[red]stopped[/] {engine.value} (would listen on {state.url}; folder {state.home})")
+    _out.print(
+        f"[red]stopped[/] {engine.value} {state.version} (would listen on {state.url}; folder {state.home})"
+    )
     raise typer.Exit(ExitCode.INCOMPLETE)  # LSB init scripts' "not running"
 
 
@@ -103,12 +126,13 @@ def status(engine: EngineOption = Engine.OPENSEARCH, port: PortOption = None) ->
 def logs(
     engine: EngineOption = Engine.OPENSEARCH,
     port: PortOption = None,
+    version: VersionOption = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
 ) -> None:
     """Print the end of the node's console log (its current or last run)."""
     with _node_errors():
-        path = node_log(engine, port)
+        path = node_log(engine, port, version)
     if not path.exists():
         fail(_err, NodeError(f"no log at {path}: the {engine.value} node on this port was never started"))
     with path.open(errors="replace") as log:

@@ -20,7 +20,7 @@ from retrostar_search.cli.errors import fail
 from retrostar_search.cli.options import in_panel
 from retrostar_search.engines.connection import Engine, EngineConnection
 from retrostar_search.engines.connector_endpoint import split_fields
-from retrostar_search.engines.errors import engine_errors, engine_reason
+from retrostar_search.engines.errors import engine_errors, pipeline_failure_hint
 from retrostar_search.engines.search import (
     ConnectorClient,
     Hit,
@@ -93,7 +93,7 @@ def search(
             error,
             label="search failed:",
             connection=connection,
-            hint=_pipeline_hint(error, pipeline),
+            hint=pipeline_failure_hint(error, pipeline),
         )
     if as_json:
         print(
@@ -148,13 +148,6 @@ def print_comparison(
                     title_align="left",
                 )
             )
-
-
-def _pipeline_hint(error: Exception, pipeline: str) -> str | None:
-    reason = engine_reason(error)
-    if "pipeline" in reason.lower() and pipeline in reason:
-        return f"create it with: retrosearch setup opensearch --pipeline {pipeline} ..."
-    return None
 
 
 def register(app: typer.Typer) -> None:

@@ -30,11 +30,12 @@ from retrostar_search.engines.elasticsearch_setup import (
 from retrostar_search.engines.elasticsearch_setup import dry_run_plan as inference_dry_run_plan
 from retrostar_search.engines.opensearch_ml import MLCommons
 from retrostar_search.engines.opensearch_setup import (
-    PRIVATE_IP_ENABLED,
+    OLDEST_FEATURES,
     OpenSearchRerankSetup,
     RerankWiring,
     SetupError,
     SetupResult,
+    TeardownPlan,
     dry_run_plan,
 )
 from retrostar_search.engines.search import pipeline_search_body
@@ -87,7 +88,12 @@ IgnoreFailureOpt = Annotated[
     bool, _wiring("When the rerank fails, answer the BM25 order instead of an error.")
 ]
 NameOpt = Annotated[
-    str, _wiring("Base name of the connector (<name>-rerank-connector) and model (<name>-rerank).")
+    str | None,
+    _wiring(
+        "Base name of the connector (<name>-rerank-connector) and model (<name>-rerank) "
+        "\\[default: the pipeline's name]. Give the same --name to several pipelines to share them.",
+        show_default=False,
+    ),
 ]
 SmokeTestOpt = Annotated[bool, _other("Finish with a _predict through the model.")]
 DryRunOpt = Annotated[
@@ -110,7 +116,7 @@ def setup_opensearch(
     pipeline: PipelineOpt = "retrostar",
     default_pipeline: DefaultPipelineOpt = False,
     ignore_failure: IgnoreFailureOpt = False,
-    name: NameOpt = "retrostar",
+    name: NameOpt = None,
     smoke_test: SmokeTestOpt = True,
     dry_run: DryRunOpt = False,
     connection: EngineConnection,
@@ -135,8 +141,15 @@ def setup_opensearch(
         raise typer.BadParameter(str(error)) from None
     target = scrub(connection.resolved_url, connection)
     if dry_run:
-        console.print(f"# dry run: the requests `setup opensearch` sends to {escape(target)} on a first run")
-        _print_plan(console, dry_run_plan(wiring))
+        try:  # reading the version changes nothing; an unreachable cluster gets the oldest version's plan
+            features = _opensearch_setup(connection, console).features()
+        except SetupError:
+            features = OLDEST_FEATURES
+        console.print(
+            f"# dry run: the requests `setup opensearch` sends to {escape(target)} (OpenSearch "
+            f"{features.version}) on a first run"
+        )
+        _print_plan(console, dry_run_plan(wiring, features))
         return
     console.print(f"wiring {escape(wiring.connector_url)} into OpenSearch at {escape(target)}")
     try:
@@ -151,19 +164,27 @@ def setup_opensearch(
 def teardown_opensearch(
     *,
     pipeline: Annotated[str, typer.Option(help="Search pipeline name.")] = "retrostar",
-    name: Annotated[str, typer.Option(help="Base name given to `setup opensearch --name`.")] = "retrostar",
+    name: Annotated[
+        str | None,
+        _other(
+            "Base name given to `setup opensearch --name` \\[default: the pipeline's name].",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, _other("Print what would be removed and kept; change nothing.", "--dry-run")
+    ] = False,
     connection: EngineConnection,
 ) -> None:
-    """Remove the pipeline (and any index default pointing at it), the model and the connector."""
+    """Remove the pipeline (and any index default pointing at it), its model and connector, and the
+    cluster settings setup added for them; what another pipeline still uses is kept and named."""
     console = Console(highlight=False)
+    wiring = _opensearch_setup(connection, console)
     try:
-        removed = _opensearch_setup(connection, console).teardown(name=name, pipeline=pipeline)
+        plan = wiring.plan_teardown(pipeline, name) if dry_run else wiring.teardown(pipeline, name)
     except SetupError as error:
         fail(console, error, label="teardown failed:", connection=connection)
-    if not removed:
-        console.print(f"nothing to remove: no pipeline {pipeline!r}, connector or model named {name!r}")
-    else:
-        console.print(f"done. {PRIVATE_IP_ENABLED} is left as it is (other connectors may need it).")
+    _print_teardown(console, plan, dry_run)
 
 
 @setup_app.command("elasticsearch")
@@ -255,6 +276,25 @@ def _print_setup(console: Console, wiring: RerankWiring, result: SetupResult) ->
     )
     example = pipeline_search_body("why do leaves change colour in autumn", wiring.fields, 10)
     console.print_json(json.dumps(example))
+
+
+def _print_teardown(console: Console, plan: TeardownPlan, dry_run: bool) -> None:
+    if dry_run:
+        console.print(f"# dry run: teardown of pipeline {plan.pipeline!r} would")
+        for line in plan.lines():
+            console.print(f"  {escape(line if line.startswith('plugins.') else 'remove ' + line)}")
+    for kept in plan.kept:
+        console.print(
+            f"  [yellow]{'would keep' if dry_run else 'kept'}[/] {escape(kept.what)}: {escape(kept.reason)}"
+        )
+    for note in plan.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    if plan.empty and not plan.kept:
+        console.print(
+            f"nothing to remove: no pipeline {plan.pipeline!r}, connector or model named {plan.name!r}"
+        )
+    elif not dry_run:
+        console.print("done.")
 
 
 def _print_plan(console: Console, plan: list[PlannedRequest]) -> None:

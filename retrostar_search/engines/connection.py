@@ -81,10 +81,18 @@ class EngineConnection(ServiceConnection):
     def elasticsearch_client(self) -> Elasticsearch:
         from elasticsearch import Elasticsearch
 
+        from retrostar_search.engines.elasticsearch_compat import RestCompatibleTransport
+
         options = self._tls_options()
         if self.api_key is not None:
             options["api_key"] = self.api_key.get_secret_value()
-        return Elasticsearch(request_timeout=self.request_timeout, basic_auth=self._basic_auth(), **options)
+        return Elasticsearch(
+            request_timeout=self.request_timeout,
+            basic_auth=self._basic_auth(),
+            # 8.x and 9.x servers alike, whichever client major is installed (see the module).
+            transport_class=RestCompatibleTransport,
+            **options,
+        )
 
     def _tls_options(self) -> dict[str, Any]:
         """The host and the certificate checks, spelled the same by both clients."""

@@ -1,8 +1,18 @@
-"""Wiring the Retro* connector into Elasticsearch (8.19+) as a `custom` rerank inference endpoint.
+"""Wiring the Retro* connector into Elasticsearch (8.19, 9.1+) as a `custom` rerank inference endpoint.
 
 The endpoint lets the `text_similarity_reranker` retriever rerank inside a search. Both need an
 Enterprise licence (or the trial); on Basic, Elasticsearch refuses them and the way to rerank is
 client-side (``retrosearch search --engine elasticsearch``, see ``engines.search.rerank_client_side``).
+The `custom` service came with 8.19.0 and 9.1.0 (elasticsearch-specification, inference/put_custom:
+`@availability stack since=8.19.0`; the 9.x line has it from 9.1), so setup reads the cluster's version
+first and says so on 9.0 or before 8.19 rather than sending a body the cluster cannot parse.
+
+What the retriever does with the endpoint's answer (Elasticsearch's
+TextSimilarityRankFeaturePhaseRankCoordinatorContext): one inference call for the whole
+`rank_window_size`; scores are placed by `index`, and fewer scores than documents fail the search
+("Reranker input document count and returned score count mismatch"); `min_score` is compared with the
+endpoint's raw score; the raw score `s` then becomes the hit's `_score` as `max(s, 0) + min(exp(s), 1)`,
+so the connector's 0-1 relevance (Retro* / 100) comes back as 1.0-2.0, in the same order.
 
 The custom service's template rules (Elasticsearch's `inference.put_custom` API specification and its
 `CustomService`/`CustomRequest`/`ValidatingSubstitutor` sources), which ``template_violations`` checks:
@@ -22,6 +32,7 @@ The custom service's template rules (Elasticsearch's `inference.put_custom` API 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -179,6 +190,12 @@ def retriever_example(
     }
 
 
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(
+        int("".join(c for c in part if c.isdigit()) or 0) for part in version.split("-")[0].split(".")
+    )
+
+
 class ElasticsearchSetupError(EngineError):
     """A failed step; the message is meant for the user as is."""
 
@@ -189,6 +206,32 @@ class LicenceError(ElasticsearchSetupError, Unavailable):
 
 class NoInferenceApiError(ElasticsearchSetupError, Unavailable):
     """The cluster has no inference API at all (a distribution without the inference plugin)."""
+
+
+class NoCustomServiceError(ElasticsearchSetupError, Unavailable):
+    """The cluster's version has no `custom` inference service (before 8.19, and 9.0)."""
+
+
+def custom_service_problem(version: str) -> str | None:
+    """Why an Elasticsearch of `version` has no `custom` inference service, or None when it has one."""
+    numbers = _version_tuple(version)
+    if numbers >= (9, 1) or (8, 19) <= numbers < (9, 0):
+        return None
+    return (
+        f"Elasticsearch {version} has no `custom` inference service: it came with 8.19 and 9.1. "
+        "Upgrade, or rerank client-side: retrosearch search --engine elasticsearch"
+    )
+
+
+def retriever_score(raw: float) -> float:
+    """The `_score` the text_similarity_reranker gives a hit whose endpoint score is `raw`."""
+    return max(raw, 0.0) + min(math.exp(raw), 1.0)
+
+
+def cluster_version(client: Any) -> str:
+    """The lowest version among the nodes, from `_nodes` (Elasticsearch's integ-test zips answer no `GET /`)."""
+    nodes = client.nodes.info(filter_path="nodes.*.version")["nodes"]
+    return min((node["version"] for node in nodes.values()), key=_version_tuple)
 
 
 def licence_explanation(licence: str | None, es_url: str) -> str:
@@ -212,6 +255,9 @@ def create_inference_endpoint(client: Any, wiring: InferenceWiring, es_url: str)
 
     body = inference_endpoint_body(wiring)
     try:
+        problem = custom_service_problem(cluster_version(client))
+        if problem:
+            raise NoCustomServiceError(problem)
         licence = licence_type(client)
         if licence not in ENTERPRISE_LICENCES:
             raise LicenceError(licence_explanation(licence, es_url))

@@ -12,6 +12,9 @@ from functools import cache
 
 # opensearch-py's status of an error the engine never answered.
 _NO_STATUS = "N/A"
+# What OpenSearch answers a search carrying `ext.rerank` when no plugin registered that extension: a
+# cluster without neural-search (such as the 3.x nodes here, whose plugins Central does not serve).
+_NO_RERANK_EXTENSION = "unknown named object category [org.opensearch.search.SearchExtBuilder]"
 
 
 @cache
@@ -63,3 +66,16 @@ def describe_engine_error(error: BaseException) -> str:
     if reason:
         parts.append(reason)
     return ": ".join(parts)
+
+
+def pipeline_failure_hint(error: BaseException, pipeline: str) -> str | None:
+    """What to do about an OpenSearch search through `pipeline` that failed with `error`, if known."""
+    reason = engine_reason(error)
+    if _NO_RERANK_EXTENSION in reason:
+        return (
+            "this cluster has no neural-search plugin, which the rerank pipeline needs; rerank client-side "
+            "with --client-side"
+        )
+    if "pipeline" in reason.lower() and pipeline in reason:
+        return f"create it with: retrosearch setup opensearch --pipeline {pipeline} ..."
+    return None

@@ -58,6 +58,29 @@ class MLCommons:
                 return flat[scope][key]
         return None
 
+    def persistent_setting(self, key: str) -> Any:
+        """A cluster setting's persistent value as stored (None when unset), defaults and transient aside."""
+        flat = self._call(
+            "read cluster settings", "GET", "/_cluster/settings", params={"flat_settings": "true"}
+        )
+        return flat.get("persistent", {}).get(key)
+
+    def cluster_version(self) -> str:
+        """The lowest OpenSearch version among the nodes: what every node of a mixed cluster understands."""
+        nodes = self._call("read node versions", "GET", "/_nodes", params={"filter_path": "nodes.*.version"})
+        versions = [node["version"] for node in (nodes.get("nodes") or {}).values()]
+        if not versions:
+            raise MLCommonsError("read node versions", "the cluster listed no nodes")
+        return min(versions, key=version_tuple)
+
+    def plugins(self) -> set[str]:
+        """The plugins every node of the cluster has (`_cat/plugins` names)."""
+        rows = self._call("list plugins", "GET", "/_cat/plugins", params={"format": "json"})
+        per_node: dict[str, set[str]] = {}
+        for row in rows:
+            per_node.setdefault(row["name"], set()).add(row["component"])
+        return set.intersection(*per_node.values()) if per_node else set()
+
     def put_persistent_settings(self, settings: Mapping[str, Any]) -> None:
         self._call("update cluster settings", "PUT", "/_cluster/settings", {"persistent": dict(settings)})
 
@@ -134,6 +157,15 @@ class MLCommons:
 
     # --- search pipelines and index settings --------------------------------------------------------------
 
+    def all_pipelines(self) -> dict[str, Any]:
+        """Every search pipeline of the cluster, by name."""
+        try:
+            return dict(self._call("read search pipelines", "GET", "/_search/pipeline"))
+        except MLCommonsError as error:
+            if error.status == 404:  # none defined yet
+                return {}
+            raise
+
     def get_pipeline(self, name: str) -> dict[str, Any] | None:
         try:
             return self._call("read search pipeline", "GET", f"/_search/pipeline/{name}").get(name)
@@ -195,3 +227,12 @@ class MLCommons:
         except TransportError as error:
             status = error.status_code if isinstance(error.status_code, int) else None
             raise MLCommonsError(action, explain_engine_error(error), status) from None
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """`3.7.0` or `3.7.0-SNAPSHOT` as (3, 7, 0), for comparisons."""
+    numbers = []
+    for part in version.split("-", 1)[0].split("."):
+        digits = "".join(char for char in part if char.isdigit())
+        numbers.append(int(digits or 0))
+    return tuple(numbers)

@@ -1,8 +1,8 @@
-"""Finding a JDK the engine runs on: the integ-test zips bundle none.
+"""Finding a JDK the engine version runs on: the integ-test zips bundle none.
 
 Hosts often carry several JDKs (here OpenJDK 17 and Temurin 25); OpenSearch 2.x needs the
-SecurityManager that Java 24 removed, so the first JDK in the supported range wins rather than the
-first on PATH.
+SecurityManager that Java 24 removed while OpenSearch 3.x and Elasticsearch 9.x need Java 21+, so each
+version takes the first JDK in its own range rather than the first on PATH.
 """
 
 from __future__ import annotations
@@ -17,7 +17,16 @@ from pathlib import Path
 from retrostar_search.nodes.errors import NodeError
 
 JAVA_HOME_ENV = "RETROSEARCH_JAVA_HOME"
-_JVM_DIR = Path("/usr/lib/jvm")
+#: Folders whose children are JDKs: Debian/Ubuntu and Fedora packages, Temurin's and Oracle's tarball
+#: conventions, SDKMAN and IntelliJ downloads.
+JVM_DIRS = (
+    Path("/usr/lib/jvm"),
+    Path("/usr/java"),
+    Path("/opt/java"),
+    Path("/usr/local/lib/jvm"),
+    Path.home() / ".sdkman" / "candidates" / "java",
+    Path.home() / ".jdks",
+)
 _RELEASE_VERSION = re.compile(r'^JAVA_VERSION="([^"]+)"', re.MULTILINE)
 _CLI_VERSION = re.compile(r'version "([^"]+)"')
 
@@ -40,20 +49,39 @@ def find_java_home(majors: tuple[int, int]) -> Path:
                 return home
             seen.append(f"{home} (Java {major})")
     found = "; found only " + ", ".join(seen) if seen else ""
-    raise NodeError(
-        f"no Java {low}-{high} found{found}: install OpenJDK 17 (Debian: apt-get install "
-        f"openjdk-17-jre-headless) or set {JAVA_HOME_ENV}"
+    raise NodeError(f"no Java {low}-{high} found{found}: {install_hint(majors)} or set {JAVA_HOME_ENV}")
+
+
+def install_hint(majors: tuple[int, int]) -> str:
+    """What to install for a range: Debian 12 packages OpenJDK 17 only; 21 comes with Debian 13."""
+    low, high = majors
+    if low <= 17 <= high:
+        return "install a JDK 17 (Debian: apt-get install openjdk-17-jre-headless)"
+    debian = "Debian 13: apt-get install openjdk-21-jre-headless; " if low <= 21 <= high else ""
+    return (
+        f"install a JDK {low} to {high}, e.g. Eclipse Temurin {low} under /usr/lib/jvm "
+        f"({debian}Debian 12 packages only OpenJDK 17)"
     )
 
 
 def _candidates() -> Iterator[Path]:
+    seen: set[Path] = set()
+    for home in _unsorted_candidates():
+        resolved = home.resolve()
+        if resolved not in seen:
+            seen.add(resolved)
+            yield home
+
+
+def _unsorted_candidates() -> Iterator[Path]:
     if os.environ.get("JAVA_HOME"):
         yield Path(os.environ["JAVA_HOME"])
     on_path = shutil.which("java")
     if on_path:
         yield Path(on_path).resolve().parent.parent
-    if _JVM_DIR.is_dir():
-        yield from sorted(p for p in _JVM_DIR.iterdir() if (p / "bin" / "java").exists())
+    for folder in JVM_DIRS:
+        if folder.is_dir():
+            yield from sorted(p for p in folder.iterdir() if (p / "bin" / "java").exists())
 
 
 def java_major(home: Path) -> int | None:

@@ -13,7 +13,7 @@ from retrostar_search.nodes import probe
 from retrostar_search.nodes.assembly import Reporter, ensure_distribution
 from retrostar_search.nodes.errors import NodeError
 from retrostar_search.nodes.home import prepare_home
-from retrostar_search.nodes.java import find_java_home
+from retrostar_search.nodes.java import find_java_home, java_major
 from retrostar_search.nodes.locking import exclusive
 from retrostar_search.nodes.paths import node_home, node_lock_file
 from retrostar_search.nodes.process import (
@@ -27,7 +27,7 @@ from retrostar_search.nodes.process import (
     terminate,
 )
 from retrostar_search.nodes.runas import node_account
-from retrostar_search.nodes.specs import SPECS, TRANSPORT_PORT_OFFSET, EngineSpec
+from retrostar_search.nodes.specs import TRANSPORT_PORT_OFFSET, VERSIONS, EngineSpec, spec_for
 
 DEFAULT_HEAP = "1g"
 DEFAULT_START_TIMEOUT_S = 300.0
@@ -54,6 +54,8 @@ class NodeInfo:
 @dataclass(frozen=True, slots=True)
 class NodeStatus:
     engine: Engine
+    #: The version whose folder this is: the one running on the port, else the one asked for.
+    version: str
     port: int
     url: str
     home: Path
@@ -64,12 +66,36 @@ class NodeStatus:
     info: NodeInfo | None
 
 
-def _spec_and_port(engine: Engine | str, port: int | None) -> tuple[EngineSpec, int]:
-    spec = SPECS[Engine(engine)]
+def _checked_port(spec: EngineSpec, port: int | None) -> int:
     chosen = port or spec.default_port
     if not 1 <= chosen <= 65535 - TRANSPORT_PORT_OFFSET:
         raise NodeError(f"port {chosen} is out of range (1-{65535 - TRANSPORT_PORT_OFFSET})")
-    return spec, chosen
+    return chosen
+
+
+def _running_spec(engine: Engine, port: int) -> EngineSpec | None:
+    """The version of the managed node running on this port, if any (folders are per version and port)."""
+    for spec in VERSIONS[engine].values():
+        if running_group(node_home(spec, port)) is not None:
+            return spec
+    return None
+
+
+def _locate(engine: Engine | str, port: int | None, version: str | None) -> tuple[EngineSpec, int]:
+    """The node `stop`, `status` and `logs` mean: the given version; without one, the version running on
+    the port, else the one that ran there last, else the default."""
+    engine = Engine(engine)
+    default = spec_for(engine, version)
+    port = _checked_port(default, port)
+    if version is not None:
+        return default, port
+    running = _running_spec(engine, port)
+    if running is not None:
+        return running, port
+    logged = [spec for spec in VERSIONS[engine].values() if (node_home(spec, port) / LOG_FILE).exists()]
+    if logged:
+        return max(logged, key=lambda spec: (node_home(spec, port) / LOG_FILE).stat().st_mtime), port
+    return default, port
 
 
 def _quiet(_: str) -> None:
@@ -81,13 +107,27 @@ def ensure_node(
     port: int | None = None,
     heap: str = DEFAULT_HEAP,
     *,
+    version: str | None = None,
     timeout_s: float = DEFAULT_START_TIMEOUT_S,
     report: Reporter = _quiet,
 ) -> NodeInfo:
-    """Make sure a local node answers on `port`, starting (and, the first time, provisioning) it."""
-    spec, port = _spec_and_port(engine, port)
+    """Make sure a local node answers on `port`, starting (and, the first time, provisioning) it.
+
+    Without `version`, a node of any version already running on the port counts; otherwise the
+    engine's default version starts. With `version`, a node of another version there is an error."""
+    engine = Engine(engine)
+    spec = spec_for(engine, version)
+    port = _checked_port(spec, port)
     if not _HEAP.fullmatch(heap):
         raise NodeError(f"heap {heap!r} is not a JVM size such as 512m or 1g")
+    running = _running_spec(engine, port)
+    if running is not None and running != spec:
+        if version is not None:
+            raise NodeError(
+                f"{engine.value} {running.version} already runs on port {port}; stop it first "
+                f"(retrosearch node stop --engine {engine.value} --port {port}) or choose another --port"
+            )
+        spec = running
     home = node_home(spec, port)
     url = f"http://127.0.0.1:{port}"
     with exclusive(node_lock_file(spec, port)):
@@ -107,7 +147,10 @@ def ensure_node(
         account = node_account()
         distribution = ensure_distribution(spec, java_home, report)
         prepare_home(spec, distribution, home, port, account)
-        report(f"starting {spec.engine.value} {spec.version} on {url} as user {account.name}")
+        report(
+            f"starting {spec.engine.value} {spec.version} on {url} as user {account.name} "
+            f"with Java {java_major(java_home)} ({java_home})"
+        )
         started = time.monotonic()
         pgid = spawn(spec, home, java_home, heap, account)
         try:
@@ -118,9 +161,11 @@ def ensure_node(
         return _info(spec, url, home, pgid, started_by_us=True, start_seconds=time.monotonic() - started)
 
 
-def stop_node(engine: Engine | str = Engine.OPENSEARCH, port: int | None = None) -> bool:
+def stop_node(
+    engine: Engine | str = Engine.OPENSEARCH, port: int | None = None, version: str | None = None
+) -> bool:
     """Stop the node and wait until none of its processes is left; False if it was not running."""
-    spec, port = _spec_and_port(engine, port)
+    spec, port = _locate(engine, port, version)
     home = node_home(spec, port)
     with exclusive(node_lock_file(spec, port)):
         pgid = running_group(home)
@@ -130,8 +175,10 @@ def stop_node(engine: Engine | str = Engine.OPENSEARCH, port: int | None = None)
     return pgid is not None
 
 
-def node_status(engine: Engine | str = Engine.OPENSEARCH, port: int | None = None) -> NodeStatus:
-    spec, port = _spec_and_port(engine, port)
+def node_status(
+    engine: Engine | str = Engine.OPENSEARCH, port: int | None = None, version: str | None = None
+) -> NodeStatus:
+    spec, port = _locate(engine, port, version)
     home = node_home(spec, port)
     url = f"http://127.0.0.1:{port}"
     pgid = running_group(home)
@@ -140,11 +187,13 @@ def node_status(engine: Engine | str = Engine.OPENSEARCH, port: int | None = Non
         # Alive but not answering (starting, or wedged) leaves `info` None.
         with contextlib.suppress(NodeError):
             info = _info(spec, url, home, pgid, started_by_us=False)
-    return NodeStatus(spec.engine, port, url, home, home / LOG_FILE, pgid, info)
+    return NodeStatus(spec.engine, spec.version, port, url, home, home / LOG_FILE, pgid, info)
 
 
-def node_log(engine: Engine | str = Engine.OPENSEARCH, port: int | None = None) -> Path:
-    spec, port = _spec_and_port(engine, port)
+def node_log(
+    engine: Engine | str = Engine.OPENSEARCH, port: int | None = None, version: str | None = None
+) -> Path:
+    spec, port = _locate(engine, port, version)
     return node_home(spec, port) / LOG_FILE
 
 

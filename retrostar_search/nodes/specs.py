@@ -1,8 +1,11 @@
-"""What a local node is made of, per engine: Maven coordinates, assembled modules, launch details.
+"""What a local node is made of, per engine and version: Maven coordinates, assembled modules, launch
+details.
 
 Every artifact comes from Maven Central (the only download source some hosts reach). The coordinates
 below were checked against Central; the reference's `opensearch-neural-search` is not served there, the
-plugin is published as `org.opensearch.plugin:neural-search`.
+plugin is published as `org.opensearch.plugin:neural-search`. Central serves no 3.x ML Commons,
+neural-search, k-NN or job-scheduler plugin zip (3.0 to 3.9 tried), so an OpenSearch 3.x node is the
+bare integ-test zip: indexing, BM25 search and client-side reranking, but no search pipeline.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from retrostar_search.engines.connection import Engine
+from retrostar_search.nodes.errors import NodeError
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +58,16 @@ class EngineSpec:
     java_home_var: str
     java_opts_var: str
     path_conf_var: str
-    #: Java majors this release runs on; 2.x OpenSearch needs the SecurityManager, gone in Java 24.
+    #: Java majors this release runs on (both ends inclusive, the upper one as verified here); 2.x
+    #: OpenSearch needs the SecurityManager, gone in Java 24; OpenSearch 3.x and Elasticsearch 9.x need 21+.
     java_majors: tuple[int, int]
     default_port: int
     extra_settings: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def search_pipeline(self) -> bool:
+        """Whether the node carries ML Commons and neural-search: the in-engine rerank pipeline."""
+        return any(plugin.artifact == "opensearch-ml-plugin" for plugin in self.plugins)
 
 
 _OPENSEARCH_VERSION = "2.19.1"
@@ -134,7 +144,86 @@ ELASTICSEARCH = EngineSpec(
     extra_settings=(("xpack.security.enabled", "false"),),
 )
 
-SPECS: dict[Engine, EngineSpec] = {spec.engine: spec for spec in (OPENSEARCH, ELASTICSEARCH)}
+
+def _bare_opensearch(version: str) -> EngineSpec:
+    """An OpenSearch 3.x integ-test zip as it comes: it ships lang-painless, analysis-common and 20 more
+    modules itself, and there are no plugin zips on Central to add (so no ML settings either: the node
+    refuses settings of plugins it does not have)."""
+    return EngineSpec(
+        engine=Engine.OPENSEARCH,
+        version=version,
+        distribution=Coordinate("org.opensearch.distribution.integ-test-zip", "opensearch", version, "zip"),
+        zip_root=f"opensearch-{version}",
+        modules=(),
+        plugins=(),
+        launcher=OPENSEARCH.launcher,
+        plugin_cli=OPENSEARCH.plugin_cli,
+        config_file=OPENSEARCH.config_file,
+        java_home_var=OPENSEARCH.java_home_var,
+        java_opts_var=OPENSEARCH.java_opts_var,
+        path_conf_var=OPENSEARCH.path_conf_var,
+        java_majors=(21, 25),
+        default_port=OPENSEARCH.default_port,
+    )
+
+
+def _elasticsearch_9(version: str, java_majors: tuple[int, int] = (21, 25)) -> EngineSpec:
+    """An Elasticsearch 9.x integ-test zip: like 8.19.7 (apm, transport-netty4, x-pack core and security;
+    no `english` analyzer, no `GET /`), on Java 21+."""
+    return EngineSpec(
+        engine=Engine.ELASTICSEARCH,
+        version=version,
+        distribution=Coordinate(
+            "org.elasticsearch.distribution.integ-test-zip", "elasticsearch", version, "zip"
+        ),
+        zip_root=f"elasticsearch-{version}",
+        modules=(),
+        plugins=(),
+        launcher=ELASTICSEARCH.launcher,
+        plugin_cli=ELASTICSEARCH.plugin_cli,
+        config_file=ELASTICSEARCH.config_file,
+        java_home_var=ELASTICSEARCH.java_home_var,
+        java_opts_var=ELASTICSEARCH.java_opts_var,
+        path_conf_var=ELASTICSEARCH.path_conf_var,
+        java_majors=java_majors,
+        default_port=ELASTICSEARCH.default_port,
+        extra_settings=ELASTICSEARCH.extra_settings,
+    )
+
+
+#: Every version `retrosearch node start --version` provisions, per engine, oldest first. The defaults
+#: are the versions whose whole path (for OpenSearch: the ML Commons rerank pipeline) runs locally.
+VERSIONS: dict[Engine, dict[str, EngineSpec]] = {
+    Engine.OPENSEARCH: {spec.version: spec for spec in (OPENSEARCH, _bare_opensearch("3.5.0"))},
+    Engine.ELASTICSEARCH: {
+        spec.version: spec
+        for spec in (
+            ELASTICSEARCH,
+            # 9.0.0 on Java 25 dies in its entitlement self-test ("Failed entitlement protection
+            # self-test", seen here): it knows the JDKs up to its bundled 24. 9.1.0 and 9.2.0 run on 25.
+            _elasticsearch_9("9.0.0", java_majors=(21, 24)),
+            _elasticsearch_9("9.1.0"),
+            _elasticsearch_9("9.2.0"),
+        )
+    },
+}
+DEFAULT_SPECS: dict[Engine, EngineSpec] = {Engine.OPENSEARCH: OPENSEARCH, Engine.ELASTICSEARCH: ELASTICSEARCH}
+
+
+def spec_for(engine: Engine | str, version: str | None = None) -> EngineSpec:
+    """The spec of `version` (the engine's default when None); an unknown version names the known ones."""
+    engine = Engine(engine)
+    if version is None:
+        return DEFAULT_SPECS[engine]
+    try:
+        return VERSIONS[engine][version]
+    except KeyError:
+        known = ", ".join(VERSIONS[engine])
+        raise NodeError(
+            f"{engine.value} {version} is not one retrosearch provisions (Maven Central serves these, "
+            f"checked): {known}"
+        ) from None
+
 
 #: The transport port sits this far above the HTTP port, so both engines' default nodes coexist.
 TRANSPORT_PORT_OFFSET = 100

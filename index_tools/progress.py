@@ -1,0 +1,178 @@
+"""Progress of an indexing run: a live bar at a terminal, plain lines on stderr everywhere else.
+
+A run whose output goes to a file or a pipe (CI, ``nohup``, ``| tee``) gets no live bar, which would
+only be drawn once at the end; it gets a line every ``PLAIN_INTERVAL_SECONDS`` instead, so a long run is
+never silent. Either way the total comes from the corpus: an exact count where it is cheap (plain files,
+parquet, folders), else an estimate from the share of compressed bytes read (gzip), shown with ``≈``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
+
+from index_tools.readers import Corpus
+
+PLAIN_INTERVAL_SECONDS = 10.0
+
+
+class RecordTotal:
+    """How many records a run expects: the corpus's count, or its running estimate while reading."""
+
+    def __init__(self, corpus: Corpus) -> None:
+        self.corpus = corpus
+        self.exact = corpus.size_hint()
+
+    @property
+    def estimated(self) -> bool:
+        return self.exact is None
+
+    def current(self, done: int) -> int | None:
+        """The total as now known; never below what is already done."""
+        total = self.exact if self.exact is not None else self.corpus.estimated_total()
+        return None if total is None else max(total, done)
+
+    def label(self, done: int) -> str:
+        total = self.current(done)
+        if total is None:
+            return f"{done:,}"
+        return f"{done:,}/{'≈' if self.estimated else ''}{total:,}"
+
+
+class _CountColumn(ProgressColumn):
+    def __init__(self, total: RecordTotal) -> None:
+        super().__init__()
+        self.total = total
+
+    def render(self, task: Task) -> Text:
+        return Text(self.total.label(int(task.completed)), style="progress.download")
+
+
+# Rate and time left from the average since the start: rich's own estimates restart whenever the total
+# changes, which an estimated total does at every step.
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        rate = _rate(task)
+        return Text(f"{rate:,.0f} docs/s" if rate else "- docs/s", style="progress.data.speed")
+
+
+class _TimeLeftColumn(ProgressColumn):
+    def __init__(self, total: RecordTotal) -> None:
+        super().__init__()
+        self.total = total
+
+    def render(self, task: Task) -> Text:
+        done = int(task.completed)
+        total, rate = self.total.current(done), _rate(task)
+        left = _duration((total - done) / rate) if total is not None and rate else "-:--:--"
+        return Text(f"ETA {left}", style="progress.remaining")
+
+
+def _rate(task: Task) -> float:
+    elapsed = task.elapsed
+    return task.completed / elapsed if elapsed else 0.0
+
+
+@contextmanager
+def live_bar(console: Console, total: RecordTotal) -> Iterator[Callable[[int], None]]:
+    """A progress bar of records done (indexed or rejected), with docs/s and an ETA once a total is known."""
+    columns: list[ProgressColumn] = [
+        TextColumn("[bold]indexing"),
+        BarColumn(),
+        _CountColumn(total),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        _TimeLeftColumn(total),
+    ]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("indexing", total=total.current(0))
+
+        def advance(done: int) -> None:
+            progress.advance(task, done)
+            if total.estimated:
+                progress.update(task, total=total.current(int(progress.tasks[0].completed)))
+
+        yield advance
+        # The total is an estimate (blank lines, CSV records spanning lines): end the bar where the run ended.
+        progress.update(task, total=progress.tasks[0].completed)
+
+
+class PlainProgress:
+    """A plain line on ``stream`` at the start, every ``interval`` seconds, and at the end."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        total: RecordTotal,
+        interval: float = PLAIN_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream
+        self.total = total
+        self.interval = interval
+        self.clock = clock
+        self.done = 0
+        self.started = clock()
+        self.next_line = self.started + interval
+
+    def advance(self, done: int) -> None:
+        self.done += done
+        now = self.clock()
+        if now >= self.next_line:
+            self.write(now)
+            self.next_line = now + self.interval
+
+    def write(self, now: float | None = None) -> None:
+        elapsed = (self.clock() if now is None else now) - self.started
+        line = f"indexing: {self.total.label(self.done)} records"
+        total = self.total.current(self.done)
+        if total:
+            line += f" ({100 * self.done / total:.0f}%)"
+        if self.done:
+            rate = self.done / elapsed if elapsed > 0 else 0.0
+            line += f", {rate:,.0f} docs/s, {_duration(elapsed)} elapsed"
+            if total and rate and self.done < total:
+                line += f", about {_duration((total - self.done) / rate)} left"
+        print(line, file=self.stream, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    return str(timedelta(seconds=round(seconds)))
+
+
+@contextmanager
+def plain_lines(
+    stream: TextIO, total: RecordTotal, interval: float = PLAIN_INTERVAL_SECONDS
+) -> Iterator[Callable[[int], None]]:
+    progress = PlainProgress(stream, total, interval)
+    progress.write()
+    yield progress.advance
+    progress.write()
+
+
+@contextmanager
+def indexing_progress(console: Console, corpus: Corpus) -> Iterator[Callable[[int], None]]:
+    """Progress for ``index_corpus``'s ``on_progress``: a live bar when ``console`` is a terminal, else
+    plain lines on stderr (the summary stays on ``console``)."""
+    total = RecordTotal(corpus)
+    if console.is_terminal:
+        with live_bar(console, total) as advance:
+            yield advance
+    else:
+        with plain_lines(sys.stderr, total) as advance:
+            yield advance
