@@ -12,6 +12,7 @@ import json
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from io import BufferedIOBase
 from pathlib import Path
 from typing import IO
 
@@ -61,11 +62,13 @@ class ReadMeter:
 
 
 @contextmanager
-def open_lines(path: Path, meter: ReadMeter | None = None) -> Iterator[IO[bytes]]:
+def open_lines(path: Path, meter: ReadMeter | None = None) -> Iterator[BufferedIOBase]:
     """The file's lines as bytes, decompressed when the name ends in ``.gz``; ``meter`` follows the
     bytes read from the file as stored."""
     with path.open("rb") as stored:
-        stream: IO[bytes] = gzip.GzipFile(fileobj=stored, mode="rb") if path.name.endswith(".gz") else stored
+        stream: BufferedIOBase = (
+            gzip.GzipFile(fileobj=stored, mode="rb") if path.name.endswith(".gz") else stored
+        )
         with stream:
             if meter is None:
                 yield stream

@@ -43,7 +43,7 @@ def _lower_major(match: re.Match[str]) -> str:
 class RestCompatibleTransport(Transport):
     """The client's transport, asking every server for the REST API of `OLDEST_SERVER_MAJOR`."""
 
-    def perform_request(self, method: str, target: str, **kwargs: Any) -> Any:  # type: ignore[override]
+    def perform_request(self, method: str, target: str, **kwargs: Any) -> Any:
         headers = kwargs.get("headers")
         if isinstance(headers, Mapping):
             kwargs["headers"] = compatible_headers(headers)

@@ -558,7 +558,7 @@ def plan_private_access(
         settings[PRIVATE_IP_ENABLED] = None if recorded == UNSET else recorded
         lines.append(
             f"{PRIVATE_IP_ENABLED} back to "
-            + ("its default (false)" if recorded == UNSET else recorded)
+            + ("its default (false)" if recorded == UNSET else str(recorded))
             + ", its value before the first setup"
         )
 
@@ -685,12 +685,12 @@ class OpenSearchRerankSetup:
         others = {name: models_in_pipeline(body) for name, body in pipelines.items() if name != pipeline}
 
         for model in self.ml.find_models(model_name(base)):
-            users = sorted(name for name, ids in others.items() if model.id in ids)
-            if users:
+            using_pipelines = sorted(name for name, ids in others.items() if model.id in ids)
+            if using_pipelines:
                 plan.kept.append(
                     Kept(
                         f"model {model_name(base)!r} ({model.id})",
-                        "search pipeline(s) " + ", ".join(repr(u) for u in users) + " still use it",
+                        "search pipeline(s) " + ", ".join(repr(u) for u in using_pipelines) + " still use it",
                     )
                 )
             else:
@@ -701,9 +701,9 @@ class OpenSearchRerankSetup:
 
         removed_models = {model.id for model in plan.models}
         for connector in self.ml.find_connectors(connector_name(base)):
-            users = [m for m in self.ml.find_models_using(connector.id) if m.id not in removed_models]
-            if users:
-                names = ", ".join(f"{m.source.get('name', '?')!r} ({m.id})" for m in users)
+            using_models = [m for m in self.ml.find_models_using(connector.id) if m.id not in removed_models]
+            if using_models:
+                names = ", ".join(f"{m.source.get('name', '?')!r} ({m.id})" for m in using_models)
                 plan.kept.append(
                     Kept(f"connector {connector_name(base)!r} ({connector.id})", f"model(s) {names} use it")
                 )
