@@ -23,7 +23,6 @@ from retrostar_search.rerank_log.schema import retention_policy_name
 from tests.scripted_sglang import ScriptedSGLangServer
 
 if TYPE_CHECKING:
-    from elasticsearch import Elasticsearch
     from opensearchpy import OpenSearch
 
 
@@ -52,40 +51,31 @@ class TestNodeSpec:
     #: None: the engine's default version.
     version: str | None
     port: int
-    url_env: str
     heap: str = DEFAULT_HEAP
+
+    @property
+    def url_env(self) -> str:
+        """The variable naming a running node to use instead (RETROSEARCH_TEST_OPENSEARCH3_URL, ...)."""
+        return f"RETROSEARCH_TEST_{self.key.upper()}_URL"
 
 
 TEST_NODES = {
     node.key: node
     for node in (
-        TestNodeSpec("opensearch", Engine.OPENSEARCH, None, 9250, "RETROSEARCH_TEST_OPENSEARCH_URL"),
-        TestNodeSpec("elasticsearch", Engine.ELASTICSEARCH, None, 9251, "RETROSEARCH_TEST_ELASTICSEARCH_URL"),
-        TestNodeSpec(
-            "opensearch3", Engine.OPENSEARCH, "3.5.0", 9252, "RETROSEARCH_TEST_OPENSEARCH3_URL", "512m"
-        ),
-        TestNodeSpec(
-            "elasticsearch9",
-            Engine.ELASTICSEARCH,
-            "9.2.0",
-            9253,
-            "RETROSEARCH_TEST_ELASTICSEARCH9_URL",
-            "512m",
-        ),
+        TestNodeSpec("opensearch", Engine.OPENSEARCH, None, 9250),
+        TestNodeSpec("elasticsearch", Engine.ELASTICSEARCH, None, 9251),
+        TestNodeSpec("opensearch3", Engine.OPENSEARCH, "3.5.0", 9252, "512m"),
+        TestNodeSpec("elasticsearch9", Engine.ELASTICSEARCH, "9.2.0", 9253, "512m"),
     )
 }
-TEST_NODE_URL_ENV = {
-    Engine.OPENSEARCH: TEST_NODES["opensearch"].url_env,
-    Engine.ELASTICSEARCH: TEST_NODES["elasticsearch"].url_env,
-}
-TEST_NODE_PORTS = {Engine.OPENSEARCH: 9250, Engine.ELASTICSEARCH: 9251}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark tests that need a node, so `-m "not opensearch3"` deselects them on a host without Java 21."""
     for item in items:
+        used = getattr(item, "fixturenames", ())
         for key in TEST_NODES:
-            if f"{key}_url" in getattr(item, "fixturenames", ()):
+            if f"{key}_url" in used or f"{key}_client" in used:
                 item.add_marker(key)
 
 
@@ -106,53 +96,29 @@ def _node_url(node: TestNodeSpec) -> Iterator[str]:
         stop_node(node.engine, node.port, node.version)
 
 
-@pytest.fixture(scope="session")
-def opensearch_url() -> Iterator[str]:
-    yield from _node_url(TEST_NODES["opensearch"])
+def _url_fixture(node: TestNodeSpec) -> Any:
+    @pytest.fixture(scope="session", name=f"{node.key}_url")
+    def url() -> Iterator[str]:
+        yield from _node_url(node)
+
+    return url
 
 
-@pytest.fixture(scope="session")
-def elasticsearch_url() -> Iterator[str]:
-    yield from _node_url(TEST_NODES["elasticsearch"])
+def _client_fixture(node: TestNodeSpec) -> Any:
+    @pytest.fixture(scope="session", name=f"{node.key}_client")
+    def client(request: pytest.FixtureRequest) -> Iterator[Any]:
+        url = request.getfixturevalue(f"{node.key}_url")
+        engine_client = EngineConnection(engine=node.engine, url=url).client()
+        yield engine_client
+        engine_client.close()
+
+    return client
 
 
-@pytest.fixture(scope="session")
-def opensearch3_url() -> Iterator[str]:
-    yield from _node_url(TEST_NODES["opensearch3"])
-
-
-@pytest.fixture(scope="session")
-def elasticsearch9_url() -> Iterator[str]:
-    yield from _node_url(TEST_NODES["elasticsearch9"])
-
-
-@pytest.fixture(scope="session")
-def opensearch_client(opensearch_url: str) -> Iterator[OpenSearch]:
-    # The typed twin of `.client()`, so tests get OpenSearch's own client type.
-    client = EngineConnection(engine=Engine.OPENSEARCH, url=opensearch_url).opensearch_client()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def elasticsearch_client(elasticsearch_url: str) -> Iterator[Elasticsearch]:
-    client = EngineConnection(engine=Engine.ELASTICSEARCH, url=elasticsearch_url).elasticsearch_client()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def opensearch3_client(opensearch3_url: str) -> Iterator[OpenSearch]:
-    client = EngineConnection(engine=Engine.OPENSEARCH, url=opensearch3_url).opensearch_client()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def elasticsearch9_client(elasticsearch9_url: str) -> Iterator[Elasticsearch]:
-    client = EngineConnection(engine=Engine.ELASTICSEARCH, url=elasticsearch9_url).elasticsearch_client()
-    yield client
-    client.close()
+# `<key>_url` and `<key>_client` for every test node (`opensearch_url`, `elasticsearch9_client`, ...).
+for _node in TEST_NODES.values():
+    globals()[f"{_node.key}_url"] = _url_fixture(_node)
+    globals()[f"{_node.key}_client"] = _client_fixture(_node)
 
 
 @dataclass(frozen=True)

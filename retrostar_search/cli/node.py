@@ -35,8 +35,8 @@ node_app = typer.Typer(
     no_args_is_help=True,
 )
 
-EngineOption = Annotated[Engine, typer.Option("--engine", "-e", help="Which engine.")]
-PortOption = Annotated[
+EngineOpt = Annotated[Engine, typer.Option("--engine", "-e", help="Which engine.")]
+PortOpt = Annotated[
     int | None,
     typer.Option(
         "--port",
@@ -46,7 +46,7 @@ PortOption = Annotated[
     ),
 ]
 
-VersionOption = Annotated[
+VersionOpt = Annotated[
     str | None,
     typer.Option(
         "--version",
@@ -72,9 +72,9 @@ def register(app: typer.Typer) -> None:
 
 @node_app.command()
 def start(
-    engine: EngineOption = Engine.OPENSEARCH,
-    port: PortOption = None,
-    version: VersionOption = None,
+    engine: EngineOpt = Engine.OPENSEARCH,
+    port: PortOpt = None,
+    version: VersionOpt = None,
     heap: Annotated[str, typer.Option(help="JVM heap, both -Xms and -Xmx.")] = DEFAULT_HEAP,
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for a yellow cluster.")
@@ -91,9 +91,7 @@ def start(
 
 
 @node_app.command()
-def stop(
-    engine: EngineOption = Engine.OPENSEARCH, port: PortOption = None, version: VersionOption = None
-) -> None:
+def stop(engine: EngineOpt = Engine.OPENSEARCH, port: PortOpt = None, version: VersionOpt = None) -> None:
     """Stop the node and wait until none of its processes is left."""
     with _node_errors():
         stopped = stop_node(engine, port, version)
@@ -101,9 +99,7 @@ def stop(
 
 
 @node_app.command()
-def status(
-    engine: EngineOption = Engine.OPENSEARCH, port: PortOption = None, version: VersionOption = None
-) -> None:
+def status(engine: EngineOpt = Engine.OPENSEARCH, port: PortOpt = None, version: VersionOpt = None) -> None:
     """Show whether the node runs, with version and plugins (exit status 3 when stopped)."""
     with _node_errors():
         state = node_status(engine, port, version)
@@ -124,9 +120,9 @@ def status(
 
 @node_app.command()
 def logs(
-    engine: EngineOption = Engine.OPENSEARCH,
-    port: PortOption = None,
-    version: VersionOption = None,
+    engine: EngineOpt = Engine.OPENSEARCH,
+    port: PortOpt = None,
+    version: VersionOpt = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
 ) -> None:

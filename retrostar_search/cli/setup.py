@@ -7,7 +7,8 @@ What each command changes on a cluster, and why, is in docs/opensearch.md and do
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import SecretStr
@@ -30,15 +31,15 @@ from retrostar_search.engines.elasticsearch_setup import (
 from retrostar_search.engines.elasticsearch_setup import dry_run_plan as inference_dry_run_plan
 from retrostar_search.engines.opensearch_ml import MLCommons
 from retrostar_search.engines.opensearch_setup import (
-    OLDEST_FEATURES,
     OpenSearchRerankSetup,
     RerankWiring,
     SetupError,
     SetupResult,
     TeardownPlan,
-    dry_run_plan,
 )
 from retrostar_search.engines.search import pipeline_search_body
+
+T = TypeVar("T")
 
 CONNECTOR_PANEL = "Rerank connector"
 WIRING_PANEL = "What to wire"
@@ -100,6 +101,15 @@ DryRunOpt = Annotated[
     bool, _other("Print the requests instead of sending them (secrets masked).", "--dry-run")
 ]
 InferenceIdOpt = Annotated[str, _other("Inference endpoint id.")]
+TeardownNameOpt = Annotated[
+    str | None,
+    _other(
+        "Base name given to `setup opensearch --name` \\[default: the pipeline's name].", show_default=False
+    ),
+]
+TeardownDryRunOpt = Annotated[
+    bool, _other("Print what would be removed and kept; change nothing.", "--dry-run")
+]
 
 
 @setup_app.command("opensearch")
@@ -112,10 +122,10 @@ def setup_opensearch(
     read_timeout: ReadTimeoutOpt = None,
     connection_timeout: ConnectionTimeoutOpt = None,
     index: IndexOpt = None,
-    fields: FieldsOpt = "title,text",
-    pipeline: PipelineOpt = "retrostar",
     default_pipeline: DefaultPipelineOpt = False,
     ignore_failure: IgnoreFailureOpt = False,
+    fields: FieldsOpt = "title,text",
+    pipeline: PipelineOpt = "retrostar",
     name: NameOpt = None,
     smoke_test: SmokeTestOpt = True,
     dry_run: DryRunOpt = False,
@@ -130,32 +140,28 @@ def setup_opensearch(
             deadline_s=connector_deadline,
             read_timeout_s=read_timeout,
             connection_timeout_s=connection_timeout,
-            fields=split_fields(fields),
-            pipeline=pipeline,
-            name=name,
             index=index,
             default_pipeline=default_pipeline,
             ignore_failure=ignore_failure,
+            pipeline=pipeline,
+            name=name,
+            fields=split_fields(fields),
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     target = scrub(connection.resolved_url, connection)
     if dry_run:
-        try:  # reading the version changes nothing; an unreachable cluster gets the oldest version's plan
-            features = _opensearch_setup(connection, console).features()
-        except SetupError:
-            features = OLDEST_FEATURES
+        features, plan = _opensearch_setup(connection, console).dry_run(wiring)
         console.print(
             f"# dry run: the requests `setup opensearch` sends to {escape(target)} (OpenSearch "
             f"{features.version}) on a first run"
         )
-        _print_plan(console, dry_run_plan(wiring, features))
+        _print_plan(console, plan)
         return
     console.print(f"wiring {escape(wiring.connector_url)} into OpenSearch at {escape(target)}")
-    try:
-        result = _opensearch_setup(connection, console).apply(wiring, smoke_test=smoke_test)
-    except SetupError as error:
-        fail(console, error, label="setup failed:", connection=connection)
+    result = _on_opensearch(
+        connection, console, "setup failed:", lambda setup: setup.apply(wiring, smoke_test=smoke_test)
+    )
     _print_setup(console, wiring, result)
 
 
@@ -164,26 +170,19 @@ def setup_opensearch(
 def teardown_opensearch(
     *,
     pipeline: Annotated[str, typer.Option(help="Search pipeline name.")] = "retrostar",
-    name: Annotated[
-        str | None,
-        _other(
-            "Base name given to `setup opensearch --name` \\[default: the pipeline's name].",
-            show_default=False,
-        ),
-    ] = None,
-    dry_run: Annotated[
-        bool, _other("Print what would be removed and kept; change nothing.", "--dry-run")
-    ] = False,
+    name: TeardownNameOpt = None,
+    dry_run: TeardownDryRunOpt = False,
     connection: EngineConnection,
 ) -> None:
     """Remove the pipeline (and any index default pointing at it), its model and connector, and the
     cluster settings setup added for them; what another pipeline still uses is kept and named."""
     console = Console(highlight=False)
-    wiring = _opensearch_setup(connection, console)
-    try:
-        plan = wiring.plan_teardown(pipeline, name) if dry_run else wiring.teardown(pipeline, name)
-    except SetupError as error:
-        fail(console, error, label="teardown failed:", connection=connection)
+    plan = _on_opensearch(
+        connection,
+        console,
+        "teardown failed:",
+        lambda setup: setup.plan_teardown(pipeline, name) if dry_run else setup.teardown(pipeline, name),
+    )
     _print_teardown(console, plan, dry_run)
 
 
@@ -255,6 +254,16 @@ def _opensearch_setup(connection: EngineConnection, console: Console) -> OpenSea
     """The OpenSearch wiring on this cluster, printing each step it takes as an indented line."""
     ml = MLCommons(connection.opensearch_client())
     return OpenSearchRerankSetup(ml, report=lambda line: console.print(f"  {escape(line)}"))
+
+
+def _on_opensearch(
+    connection: EngineConnection, console: Console, label: str, step: Callable[[OpenSearchRerankSetup], T]
+) -> T:
+    """`step` on this cluster's wiring; a failed step ends the command, its reason printed after `label`."""
+    try:
+        return step(_opensearch_setup(connection, console))
+    except SetupError as error:
+        fail(console, error, label=label, connection=connection)
 
 
 def _print_setup(console: Console, wiring: RerankWiring, result: SetupResult) -> None:

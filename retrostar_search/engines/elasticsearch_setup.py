@@ -49,6 +49,7 @@ from retrostar_search.engines.connector_endpoint import (
 )
 from retrostar_search.engines.errors import explain_engine_error
 from retrostar_search.engines.search import first_stage_body
+from retrostar_search.engines.versions import version_tuple
 from retrostar_search.errors import EngineError, Unavailable
 
 if TYPE_CHECKING:
@@ -190,12 +191,6 @@ def retriever_example(
     }
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(
-        int("".join(c for c in part if c.isdigit()) or 0) for part in version.split("-")[0].split(".")
-    )
-
-
 class ElasticsearchSetupError(EngineError):
     """A failed step; the message is meant for the user as is."""
 
@@ -214,7 +209,7 @@ class NoCustomServiceError(ElasticsearchSetupError, Unavailable):
 
 def custom_service_problem(version: str) -> str | None:
     """Why an Elasticsearch of `version` has no `custom` inference service, or None when it has one."""
-    numbers = _version_tuple(version)
+    numbers = version_tuple(version)
     if numbers >= (9, 1) or (8, 19) <= numbers < (9, 0):
         return None
     return (
@@ -231,7 +226,7 @@ def retriever_score(raw: float) -> float:
 def cluster_version(client: Any) -> str:
     """The lowest version among the nodes, from `_nodes` (Elasticsearch's integ-test zips answer no `GET /`)."""
     nodes = client.nodes.info(filter_path="nodes.*.version")["nodes"]
-    return min((node["version"] for node in nodes.values()), key=_version_tuple)
+    return min((node["version"] for node in nodes.values()), key=version_tuple)
 
 
 def licence_explanation(licence: str | None, es_url: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from opensearchpy import OpenSearch, OpenSearchWarning, TransportError
 
 from retrostar_search.engines.errors import explain_engine_error
+from retrostar_search.engines.versions import version_tuple
 from retrostar_search.errors import EngineError
 
 ML = "/_plugins/_ml"
@@ -227,12 +228,3 @@ class MLCommons:
         except TransportError as error:
             status = error.status_code if isinstance(error.status_code, int) else None
             raise MLCommonsError(action, explain_engine_error(error), status) from None
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    """`3.7.0` or `3.7.0-SNAPSHOT` as (3, 7, 0), for comparisons."""
-    numbers = []
-    for part in version.split("-", 1)[0].split("."):
-        digits = "".join(char for char in part if char.isdigit())
-        numbers.append(int(digits or 0))
-    return tuple(numbers)

@@ -46,8 +46,9 @@ from retrostar_search.engines.connector_endpoint import (
     PlannedRequest,
     connector_base_url,
 )
-from retrostar_search.engines.opensearch_ml import MLCommons, MLCommonsError, StoredObject, version_tuple
+from retrostar_search.engines.opensearch_ml import MLCommons, MLCommonsError, StoredObject
 from retrostar_search.engines.search import DEFAULT_FIELDS
+from retrostar_search.engines.versions import version_tuple
 from retrostar_search.errors import EngineError, Unavailable
 
 TRUSTED_ENDPOINTS = "plugins.ml_commons.trusted_connector_endpoints_regex"
@@ -591,11 +592,14 @@ class OpenSearchRerankSetup:
         self.ml = ml
         self.report = report
 
-    def features(self) -> ClusterFeatures:
+    def dry_run(self, wiring: RerankWiring) -> tuple[ClusterFeatures, list[PlannedRequest]]:
+        """What `apply` would send on a first run, for this cluster's version (`dry_run_plan`). Reading the
+        version changes nothing; a cluster that cannot be read gets the oldest supported version's plan."""
         try:
-            return ClusterFeatures(self.ml.cluster_version())
-        except MLCommonsError as error:
-            raise SetupError(str(error)) from None
+            features = ClusterFeatures(self.ml.cluster_version())
+        except MLCommonsError:
+            features = OLDEST_FEATURES
+        return features, dry_run_plan(wiring, features)
 
     def apply(self, wiring: RerankWiring, smoke_test: bool = True) -> SetupResult:
         try:

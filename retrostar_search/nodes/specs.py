@@ -10,7 +10,8 @@ bare integ-test zip: indexing, BM25 search and client-side reranking, but no sea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from retrostar_search.engines.connection import Engine
 from retrostar_search.nodes.errors import NodeError
@@ -145,50 +146,31 @@ ELASTICSEARCH = EngineSpec(
 )
 
 
+def _other_version(base: EngineSpec, version: str, **changes: Any) -> EngineSpec:
+    """`base` for another release of the same integ-test zip, with `changes` where that release differs."""
+    distribution = replace(base.distribution, version=version)
+    return replace(
+        base,
+        version=version,
+        distribution=distribution,
+        zip_root=f"{distribution.artifact}-{version}",
+        **changes,
+    )
+
+
 def _bare_opensearch(version: str) -> EngineSpec:
     """An OpenSearch 3.x integ-test zip as it comes: it ships lang-painless, analysis-common and 20 more
     modules itself, and there are no plugin zips on Central to add (so no ML settings either: the node
     refuses settings of plugins it does not have)."""
-    return EngineSpec(
-        engine=Engine.OPENSEARCH,
-        version=version,
-        distribution=Coordinate("org.opensearch.distribution.integ-test-zip", "opensearch", version, "zip"),
-        zip_root=f"opensearch-{version}",
-        modules=(),
-        plugins=(),
-        launcher=OPENSEARCH.launcher,
-        plugin_cli=OPENSEARCH.plugin_cli,
-        config_file=OPENSEARCH.config_file,
-        java_home_var=OPENSEARCH.java_home_var,
-        java_opts_var=OPENSEARCH.java_opts_var,
-        path_conf_var=OPENSEARCH.path_conf_var,
-        java_majors=(21, 25),
-        default_port=OPENSEARCH.default_port,
+    return _other_version(
+        OPENSEARCH, version, modules=(), plugins=(), java_majors=(21, 25), extra_settings=()
     )
 
 
 def _elasticsearch_9(version: str, java_majors: tuple[int, int] = (21, 25)) -> EngineSpec:
     """An Elasticsearch 9.x integ-test zip: like 8.19.7 (apm, transport-netty4, x-pack core and security;
     no `english` analyzer, no `GET /`), on Java 21+."""
-    return EngineSpec(
-        engine=Engine.ELASTICSEARCH,
-        version=version,
-        distribution=Coordinate(
-            "org.elasticsearch.distribution.integ-test-zip", "elasticsearch", version, "zip"
-        ),
-        zip_root=f"elasticsearch-{version}",
-        modules=(),
-        plugins=(),
-        launcher=ELASTICSEARCH.launcher,
-        plugin_cli=ELASTICSEARCH.plugin_cli,
-        config_file=ELASTICSEARCH.config_file,
-        java_home_var=ELASTICSEARCH.java_home_var,
-        java_opts_var=ELASTICSEARCH.java_opts_var,
-        path_conf_var=ELASTICSEARCH.path_conf_var,
-        java_majors=java_majors,
-        default_port=ELASTICSEARCH.default_port,
-        extra_settings=ELASTICSEARCH.extra_settings,
-    )
+    return _other_version(ELASTICSEARCH, version, java_majors=java_majors)
 
 
 #: Every version `retrosearch node start --version` provisions, per engine, oldest first. The defaults
