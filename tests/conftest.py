@@ -116,8 +116,7 @@ def scripted_sglang_session() -> Iterator[ScriptedSGLangServer]:
 
 @pytest.fixture
 def scripted_sglang(scripted_sglang_session: ScriptedSGLangServer) -> ScriptedSGLangServer:
-    scripted_sglang_session.stats.reset()
-    scripted_sglang_session.latency = 0.0
+    scripted_sglang_session.reset()
     return scripted_sglang_session
 
 
@@ -201,7 +200,7 @@ class RestartableConnector:
 
 @pytest.fixture(scope="module")
 def live_connector(scripted_sglang_session: ScriptedSGLangServer) -> Iterator[RestartableConnector]:
-    scripted_sglang_session.latency = 0.0
+    scripted_sglang_session.reset()
     with pytest.MonkeyPatch.context() as env:
         for name in list(os.environ):
             if name.startswith(CONNECTOR_ENV_PREFIX):
