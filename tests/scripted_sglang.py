@@ -59,6 +59,7 @@ import asyncio
 import bisect
 import contextlib
 import hashlib
+import math
 import re
 import socket
 import threading
@@ -226,7 +227,8 @@ class Behaviour:
     cache_report: bool = False
     #: A mapping from document text to an answer, or a callable Pair -> answer (None: not scripted).
     answers: Mapping[str, AnswerSpec] | Callable[[Pair], AnswerSpec | None] | None = None
-    #: Failures for the next generation requests, one each, in order: a status, "drop" or a Failure.
+    #: Failures for the next prompts, one each, in order (a list of texts takes one per text): a status,
+    #: "drop" or a Failure.
     failures: list[int | str | Failure] = field(default_factory=list)
     #: Words added to every answer's analysis (longer answers, for length and throughput scripts).
     padding_tokens: int = 0
@@ -260,6 +262,8 @@ class Stats:
     disconnected: list[str] = field(default_factory=list)
     #: Every request by "METHOD /path", health checks and the router's worker discovery included.
     calls: Counter[str] = field(default_factory=Counter)
+    #: Prompts (query-document pairs) and samples generated, counted in lean mode too.
+    pairs: int = 0
     samples: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -279,7 +283,7 @@ class Stats:
         for name in ("prompts", "sampling", "requests", "rids", "abort_requests", "aborted", "disconnected"):
             getattr(self, name).clear()
         self.calls.clear()
-        self.samples = 0
+        self.pairs = self.samples = 0
         self.max_in_flight = self.max_running = self.max_queued = 0
 
 
@@ -311,6 +315,7 @@ class _Sample:
     started: float | None = None
     #: Where an abort found it: "queued" or "running"; None while not aborted.
     aborted_in: str | None = None
+    #: Set when any sample of its request stops early (shared by the request's samples).
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -327,7 +332,7 @@ class _Slots:
         if sample.aborted_in is not None:
             return False
         if capacity is None or (self.stats.running < capacity and not self.waiting):
-            self._start(sample)
+            self.start(sample)
             return True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiting.append((sample, future))
@@ -341,7 +346,7 @@ class _Slots:
         while self.waiting and (capacity is None or self.stats.running < capacity):
             sample, future = self.waiting.popleft()
             self.stats.queued -= 1
-            self._start(sample)
+            self.start(sample)
             future.set_result(None)
 
     def drop_waiting(self, sample: _Sample) -> None:
@@ -352,7 +357,7 @@ class _Slots:
                 entry[1].set_result(None)
                 return
 
-    def _start(self, sample: _Sample) -> None:
+    def start(self, sample: _Sample) -> None:
         sample.started = time.monotonic()
         self.stats.running += 1
         self.stats.max_running = max(self.stats.max_running, self.stats.running)
@@ -431,7 +436,8 @@ class ScriptedSGLangServer:
     `script(**changes)` switches behaviour (see `Behaviour`), `reset()` restores the defaults and clears
     the stats and the prefix cache; `stop()` (graceful) or `kill()` (connections cut) take it down and
     `start()` brings it back on the same port. `lean=True` (benchmarks) skips the prefix cache and keeps
-    counters only (`calls`, `samples`, `in_flight`, `running`, `queued`, aborts), no prompts or bodies."""
+    counters only (`calls`, `pairs`, `samples`, `in_flight`, `running`, `queued`, aborts), no prompts or
+    bodies."""
 
     def __init__(self, *, port: int | None = None, lean: bool = False, **behaviour: Any) -> None:
         self.behaviour = Behaviour()
@@ -509,8 +515,7 @@ class ScriptedSGLangServer:
                 connection.transport.abort()
             # The handlers end at once (their answers go nowhere), so the shutdown has nothing to wait for.
             for sample in list(self._live.values()):
-                sample.stopped.set()
-                self._slots.drop_waiting(sample)
+                self._stop(sample)
 
         server.servers[0].get_loop().call_soon_threadsafe(cut_connections)
         self.stop()
@@ -647,6 +652,7 @@ class ScriptedSGLangServer:
             return failure
 
         samples: list[list[_Sample]] = []
+        stopped = asyncio.Event()
         for (tokens, usable_max_new, query, document, outcomes, delay), rid, token_prompt in zip(
             plans, rids, token_prompts, strict=True
         ):
@@ -665,11 +671,13 @@ class ScriptedSGLangServer:
                     prompt_tokens=tokens,
                     cached_tokens=cached if index == 0 else max(tokens - 1, 0),
                     max_new_tokens=usable_max_new,
+                    stopped=stopped,
                 )
                 self._live[sample_rid] = sample
                 prompt_samples.append(sample)
             samples.append(prompt_samples)
         every = [sample for prompt_samples in samples for sample in prompt_samples]
+        self.stats.pairs += len(samples)
         self.stats.samples += len(every)
         try:
             if any(sample.delay > 0 for sample in every) or self.behaviour.capacity is not None:
@@ -683,29 +691,66 @@ class ScriptedSGLangServer:
         return [[self._output(sample) for sample in prompt_samples] for prompt_samples in samples]
 
     async def _run_until_done(self, request: Request, every: list[_Sample]) -> None:
-        tasks = {asyncio.ensure_future(self._decode(sample)) for sample in every}
         check = self.behaviour.disconnect_check_s
         if check is None:
             check = VLLM_DISCONNECT_CHECK_S if self.behaviour.flavor == "vllm" else SGLANG_DISCONNECT_CHECK_S
+        if self.behaviour.capacity is None:
+            # Every sample decodes at once: one wait for the whole request.
+            for sample in every:
+                self._slots.start(sample)
+            try:
+                await self._decode(every, request, check)
+            finally:
+                for _ in every:
+                    self._slots.release(None)
+            return
+        tasks = {asyncio.ensure_future(self._decode_in_a_slot(sample)) for sample in every}
         pending = tasks
         while pending:
             _, pending = await asyncio.wait(pending, timeout=check)
             if pending and await request.is_disconnected():
-                for sample in every:
-                    if self._stop(sample):
-                        self.stats.disconnected.append(sample.rid)
+                self._client_gone(every)
                 await asyncio.wait(pending)
                 return
 
-    async def _decode(self, sample: _Sample) -> None:
+    async def _decode_in_a_slot(self, sample: _Sample) -> None:
         if not await self._slots.acquire(sample, self.behaviour.capacity):
             return
         try:
-            if sample.delay > 0 and sample.aborted_in is None:
-                with contextlib.suppress(TimeoutError):  # decoded for its whole delay
-                    await asyncio.wait_for(sample.stopped.wait(), sample.delay)
+            await self._decode([sample])
         finally:
             self._slots.release(self.behaviour.capacity)
+
+    async def _decode(
+        self, samples: list[_Sample], request: Request | None = None, check: float = math.inf
+    ) -> None:
+        """Wait until each sample has decoded for its delay or was stopped; with a `request`, stop them
+        all once its client has gone (checked every `check` seconds)."""
+        stopped = samples[0].stopped  # one event per request, set by any stop
+        next_check = time.monotonic() + check
+        while True:
+            now = time.monotonic()
+            ends = [
+                sample.started + sample.delay
+                for sample in samples
+                if sample.aborted_in is None
+                and sample.started is not None
+                and sample.started + sample.delay > now
+            ]
+            if not ends:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), min(*ends, next_check) - now)
+            stopped.clear()
+            if request is not None and time.monotonic() >= next_check:
+                if await request.is_disconnected():
+                    self._client_gone(samples)
+                next_check = time.monotonic() + check
+
+    def _client_gone(self, samples: list[_Sample]) -> None:
+        for sample in samples:
+            if self._stop(sample):
+                self.stats.disconnected.append(sample.rid)
 
     def _stop(self, sample: _Sample) -> bool:
         """Abort a live sample where it is (queue or decoding); False when it already finished."""
