@@ -511,6 +511,9 @@ class ScriptedSGLangServer:
             return
 
         def cut_connections() -> None:
+            # Refuse new connections at once: uvicorn itself would only notice should_exit on its next tick.
+            for listener in server.servers:
+                listener.close()
             for connection in list(server.server_state.connections):
                 connection.transport.abort()
             # The handlers end at once (their answers go nowhere), so the shutdown has nothing to wait for.

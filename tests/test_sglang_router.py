@@ -2,8 +2,9 @@
 
 These prove what issue 11's scale-out builds on: with `--policy manual` the requests that carry one
 `X-SMG-Routing-Key` stay on one worker while different keys spread; a worker that dies mid-load costs no
-request; `/readiness` follows the workers. They also hold the scripted server's router flavour to what
-the real router answers. Facts and commands: docs/router-notes.md.
+request, not even one alone on it, given a circuit breaker that opens within the retries;
+`/readiness` follows the workers. They also hold the scripted server's router flavour to what the real
+router answers. Facts and commands: docs/router-notes.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from tests.conftest import SGLangRouter
 from tests.scripted_sglang import ScriptedSGLangServer
 
 RouterFactory = Callable[..., SGLangRouter]
-MANUAL = ("--policy", "manual", "--assignment-mode", "min_load")
+# The invocation docs/router-notes.md recommends: query affinity by routing key, and a circuit breaker
+# that opens before the retries run out (3 < --retry-max-retries 5), so a retry for a key whose worker
+# died reaches another worker (with the default 10, a lone request could be retried on the dead worker
+# until it failed).
+MANUAL = ("--policy", "manual", "--assignment-mode", "min_load", "--cb-failure-threshold", "3")
 
 
 def prompt(query: str, document: str) -> str:
@@ -103,9 +108,29 @@ async def test_a_worker_killed_mid_load_costs_no_request(sglang_router: RouterFa
         router.workers[1].kill()
         responses = await asyncio.gather(*pending)
 
-    assert [response.status_code for response in responses] == [200] * len(responses)
+    failed = [response.text[:300] for response in responses if response.status_code != 200]
+    assert failed == []
     assert all(response.json()["meta_info"]["finish_reason"]["type"] == "stop" for response in responses)
     router.wait_healthy(1, timeout=10)
+
+
+async def test_a_lone_request_on_a_killed_worker_is_retried_on_another(sglang_router: RouterFactory) -> None:
+    # One request per key: the retries of the dead worker's request all go back to it while its circuit
+    # breaker is closed, so only a breaker that opens within the retries saves it (see MANUAL).
+    router = sglang_router(2, *MANUAL)
+    for worker in router.workers:
+        worker.script(latency=0.5)
+    async with httpx.AsyncClient(base_url=router.url, timeout=30) as client:
+        pending = [asyncio.create_task(_generate(client, f"q{key}", "d", f"lone-{key}")) for key in range(2)]
+        deadline = time.monotonic() + 5
+        while not all(worker.stats.in_flight for worker in router.workers):
+            assert time.monotonic() < deadline, "the router did not spread the keys"
+            await asyncio.sleep(0.01)
+        router.workers[1].kill()
+        responses = await asyncio.gather(*pending)
+
+    assert [response.text[:300] for response in responses if response.status_code != 200] == []
+    assert router.workers[0].stats.routing_keys.count(router.workers[1].stats.routing_keys[0]) == 1
 
 
 def test_readiness_follows_the_workers(sglang_router: RouterFactory) -> None:
