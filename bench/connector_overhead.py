@@ -165,7 +165,7 @@ async def run(scripted: ScriptedSGLangServer, connector_url: str, args: argparse
         )
         request_number = 0
         for latency in LATENCIES:
-            scripted.latency = latency
+            scripted.script(latency=latency)
             for size in SIZES:
                 pairs = await measure_overhead(backend, client, size, repeats[size], request_number)
                 request_number += repeats[size]
@@ -183,7 +183,7 @@ async def run(scripted: ScriptedSGLangServer, connector_url: str, args: argparse
         print()
         print("100-document request / one backend call (ideal about 1.0: all pairs in flight together)")
         for latency in RATIO_LATENCIES:
-            scripted.latency = latency
+            scripted.script(latency=latency)
             one_call = await single_call_latency(backend)
             pairs = await measure_overhead(backend, client, 100, 4, request_number)
             request_number += 4
@@ -203,7 +203,7 @@ async def run(scripted: ScriptedSGLangServer, connector_url: str, args: argparse
         )
         for size in (10, 100):
             for latency in LATENCIES:
-                scripted.latency = latency
+                scripted.script(latency=latency)
                 rate, count = await throughput(client, size, args.concurrency, args.duration)
                 print(
                     f"  {size:>4} documents/request, backend latency {latency * 1000:>3.0f} ms: "

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -20,7 +26,7 @@ from connector.settings import ConnectorSettings
 from retrostar_search.engines.connection import Engine, EngineConnection
 from retrostar_search.nodes import DEFAULT_HEAP, NodeError, ensure_node, stop_node
 from retrostar_search.rerank_log.schema import retention_policy_name
-from tests.scripted_sglang import ScriptedSGLangServer
+from tests.scripted_sglang import ScriptedSGLangServer, free_port
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
@@ -180,8 +186,7 @@ def scripted_sglang_session() -> Iterator[ScriptedSGLangServer]:
 
 @pytest.fixture
 def scripted_sglang(scripted_sglang_session: ScriptedSGLangServer) -> ScriptedSGLangServer:
-    scripted_sglang_session.stats.reset()
-    scripted_sglang_session.latency = 0.0
+    scripted_sglang_session.reset()
     return scripted_sglang_session
 
 
@@ -266,7 +271,7 @@ class RestartableConnector:
 
 @pytest.fixture(scope="module")
 def live_connector(scripted_sglang_session: ScriptedSGLangServer) -> Iterator[RestartableConnector]:
-    scripted_sglang_session.latency = 0.0
+    scripted_sglang_session.reset()
     with pytest.MonkeyPatch.context() as env:
         for name in list(os.environ):
             if name.startswith(CONNECTOR_ENV_PREFIX):
@@ -306,4 +311,98 @@ def opensearch_log_index(opensearch_client: OpenSearch) -> Iterator[str]:
 
 # ------------------------------------------------------------------------------------------------
 # End of: the rerank log inside the connector, and the explorer page
+# ------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------
+# The SGLang router (PyPI sglang-router, a Rust binary that runs on CPU) in front of scripted workers
+# (tests/test_sglang_router.py; facts in docs/router-notes.md)
+#
+# `sglang_router(workers=2, *flags)` starts that many fresh scripted workers and the real router in front
+# of them on free ports (its Prometheus port included, so parallel runs do not collide on 29000), waits
+# until the router holds every worker healthy, and stops all of it after the test. Health checks run
+# every second and one failure marks a worker unhealthy, so a killed worker leaves the router at once.
+# Without the router installed the tests skip, except on CI (CI=true), where they fail.
+# ------------------------------------------------------------------------------------------------
+
+ROUTER_HEALTH_FLAGS = (
+    "--health-check-interval-secs", "1",
+    "--health-failure-threshold", "1",
+    "--health-success-threshold", "1",
+)  # fmt: skip
+
+
+@dataclass
+class SGLangRouter:
+    url: str
+    workers: list[ScriptedSGLangServer]
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def readiness(self) -> httpx.Response:
+        return httpx.get(f"{self.url}/readiness", timeout=5)
+
+    def wait_healthy(self, workers: int, timeout: float = 30.0) -> None:
+        """Wait until the router's /readiness counts `workers` healthy workers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"sglang-router exited with {self.process.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                if self.readiness().json().get("healthy_workers", 0) == workers:
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail(f"sglang-router did not see {workers} healthy workers:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+
+
+def _router_missing() -> None:
+    if importlib.util.find_spec("sglang_router") is not None:
+        return
+    message = "sglang-router is not installed (pip install -e '.[test]')"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}; CI installs the test extra")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def sglang_router(tmp_path: Path) -> Iterator[Callable[..., SGLangRouter]]:
+    _router_missing()
+    with ExitStack() as stack:
+
+        def start(workers: int = 2, *flags: str) -> SGLangRouter:
+            scripted = [stack.enter_context(ScriptedSGLangServer()) for _ in range(workers)]
+            port = free_port()
+            log = tmp_path / f"sglang-router-{port}.log"
+            command = [
+                sys.executable, "-m", "sglang_router.launch_router",
+                "--host", "127.0.0.1", "--port", str(port),
+                "--prometheus-host", "127.0.0.1", "--prometheus-port", str(free_port()),
+                "--worker-urls", *(worker.url for worker in scripted),
+                *ROUTER_HEALTH_FLAGS, "--log-level", "warn", *flags,
+            ]  # fmt: skip
+            with log.open("wb") as output:
+                process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+            stack.callback(_stop_process, process)
+            router = SGLangRouter(f"http://127.0.0.1:{port}", scripted, process, log)
+            router.wait_healthy(workers)
+            return router
+
+        yield start
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# ------------------------------------------------------------------------------------------------
+# End of: the SGLang router
 # ------------------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def test_all_pairs_of_a_request_are_in_flight_together(
     connector_server: ServerFactory, scripted_sglang: ScriptedSGLangServer
 ) -> None:
     server = connector_server()
-    scripted_sglang.latency = 0.3
+    scripted_sglang.script(latency=0.3)
     documents = [f"passage number {i}" for i in range(30)]
 
     started = time.monotonic()
@@ -99,7 +99,7 @@ def test_back_to_back_requests_each_take_one_backend_round_trip(
     # The second burst meets the connections the first one left: they must not serialise part of it
     # (httpcore 1.0 hands one idle keep-alive connection to several requests; the losers wait a round).
     server = connector_server()
-    scripted_sglang.latency = 1.0
+    scripted_sglang.script(latency=1.0)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         for round_number in range(2):
             documents = [f"round {round_number} passage {i}" for i in range(100)]
@@ -114,7 +114,7 @@ def test_max_concurrency_bounds_pairs_in_flight(
     connector_server: ServerFactory, scripted_sglang: ScriptedSGLangServer
 ) -> None:
     server = connector_server(max_concurrency=2)
-    scripted_sglang.latency = 0.05
+    scripted_sglang.script(latency=0.05)
     documents = [f"passage number {i}" for i in range(8)]
     leftover = scripted_sglang.stats.in_flight  # a slow request an earlier test gave up on may still sleep
 

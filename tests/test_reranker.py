@@ -23,8 +23,7 @@ def server() -> Iterator[ScriptedSGLangServer]:
 
 @pytest.fixture
 def backend(server: ScriptedSGLangServer):
-    server.stats.reset()
-    server.latency = 0.0
+    server.reset()
     return SGLangGenerateBackend(server.url, model="retro-star-test")
 
 
