@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from retrostar_search.prompts import PROMPT_VERSION
@@ -79,6 +80,23 @@ class ScoreCache:
         self._memory.move_to_end(key)
         while len(self._memory) > self.max_entries:
             self._memory.popitem(last=False)
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, tuple[Sample, ...]]:
+        """The cached samples of those `keys` that are cached: the reranker asks once per cascade stage."""
+        found = {}
+        for key in keys:
+            samples = self.get(key)
+            if samples is not None:
+                found[key] = samples
+        return found
+
+    async def put_many(self, entries: Mapping[str, tuple[Sample, ...]]) -> None:
+        """Store the samples of every key: the reranker stores once per cascade stage."""
+        for key, samples in entries.items():
+            self.put(key, samples)
+
+    async def aclose(self) -> None:
+        self.close()
 
     def close(self) -> None:
         if self._db is not None:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from retrostar_search.backends.base import Backend, SamplingParams
+from retrostar_search.backends.base import Backend, Generation, SamplingParams
 from retrostar_search.cache import ScoreCache, cache_key
 from retrostar_search.errors import BackendError
 from retrostar_search.factory import build_backend, build_cache, build_truncation
@@ -143,7 +143,7 @@ class Reranker:
 
     async def aclose(self) -> None:
         if self.cache is not None:
-            self.cache.close()
+            await self.cache.aclose()
         if self._owns_backend:
             await self.backend.aclose()
 
@@ -208,12 +208,13 @@ class Reranker:
         result: RerankResult,
     ) -> None:
         """Score `pool` with `samples` each, adding the counts, errors and deadline to `result`."""
-        pending: dict[asyncio.Task[list[str]], tuple[_UniqueDocument, str]] = {}
+        keys = {id(doc): cache_key(self.backend.model, task, query, doc.text, samples) for doc in pool}
+        cached = await self.cache.get_many(keys.values()) if self.cache is not None else {}
+        pending: dict[asyncio.Task[list[Generation]], tuple[_UniqueDocument, str]] = {}
         for doc in pool:
-            key = cache_key(self.backend.model, task, query, doc.text, samples)
-            cached = self.cache.get(key) if self.cache is not None else None
-            if cached is not None:
-                self._record(doc, cached, cached=True)
+            key = keys[id(doc)]
+            if key in cached:
+                self._record(doc, cached[key], cached=True)
                 result.cache_hits += 1
                 continue
             prompt = RenderedPrompt(query=query, document=doc.text, prefix=prefix)
@@ -229,6 +230,7 @@ class Reranker:
         if not_done:
             result.deadline_exceeded = True
             await asyncio.gather(*not_done, return_exceptions=True)
+        scored: dict[str, tuple[Sample, ...]] = {}
         for task_handle in done:
             doc, key = pending[task_handle]
             error = task_handle.exception()
@@ -237,11 +239,14 @@ class Reranker:
                 if len(result.error_messages) < _KEPT_ERROR_MESSAGES:
                     result.error_messages.append(_describe(error))
                 continue
-            parsed = tuple(parse_sample(text) for text in task_handle.result())
+            parsed = tuple(
+                parse_sample(generation.text, generation.finish_reason) for generation in task_handle.result()
+            )
             result.pairs_scored += 1
-            if self.cache is not None:
-                self.cache.put(key, parsed)
+            scored[key] = parsed
             self._record(doc, parsed, cached=False)
+        if self.cache is not None and scored:
+            await self.cache.put_many(scored)
 
     def _record(self, doc: _UniqueDocument, samples: tuple[Sample, ...], *, cached: bool) -> None:
         doc.samples = samples

@@ -12,25 +12,37 @@ SCORE_PATTERN = re.compile(r"<score>\s*(\d+)\s*</score>")
 MIN_SCORE, MAX_SCORE = 0, 100
 
 
+class FinishReason(StrEnum):
+    """Why a generation ended, as SGLang's `meta_info.finish_reason.type` and the OpenAI API's
+    `finish_reason` say it. Only STOP is a finished trajectory."""
+
+    STOP = "stop"  # the model ended its answer (end-of-sequence or a stop string)
+    LENGTH = "length"  # cut at max_new_tokens: the score may be missing or premature
+    ABORT = "abort"  # stopped by the server (abort_request, load shedding, weight updates): no answer
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One sampled trajectory: the generated text and the score parsed out of it (None if none)."""
+    """One sampled trajectory: the generated text, the score parsed out of it (None if none) and why the
+    generation ended."""
 
     text: str
     score: int | None
+    finish_reason: FinishReason = FinishReason.STOP
 
     @property
     def parsed(self) -> bool:
         return self.score is not None
 
 
-def parse_sample(text: str) -> Sample:
+def parse_sample(text: str, finish_reason: FinishReason = FinishReason.STOP) -> Sample:
     """Parse like the reference (first match, integer), then clip to 0..100, which the reference does not:
     an out-of-range number would otherwise dominate a mean."""
     match = SCORE_PATTERN.search(text)
     if match is None:
-        return Sample(text=text, score=None)
-    return Sample(text=text, score=min(MAX_SCORE, max(MIN_SCORE, int(match.group(1)))))
+        return Sample(text=text, score=None, finish_reason=finish_reason)
+    score = min(MAX_SCORE, max(MIN_SCORE, int(match.group(1))))
+    return Sample(text=text, score=score, finish_reason=finish_reason)
 
 
 class UnparsedPolicy(StrEnum):

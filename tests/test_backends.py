@@ -26,7 +26,7 @@ def server() -> Iterator[ScriptedSGLangServer]:
 async def test_generate_sends_the_chat_templated_prompt_and_reference_sampling(server) -> None:
     server.stats.reset()
     backend = SGLangGenerateBackend(server.url, model="m")
-    texts = await backend.generate(PROMPT, 3, SamplingParams())
+    texts = [generation.text for generation in await backend.generate(PROMPT, 3, SamplingParams())]
     assert len(texts) == 3 and all(text.endswith("<score>\n77\n</score>") for text in texts)
     assert server.stats.prompts == [apply_chat_template(PROMPT.text, ChatFormat.QWEN3)]
     assert server.stats.sampling[0] == {
@@ -37,7 +37,8 @@ async def test_generate_sends_the_chat_templated_prompt_and_reference_sampling(s
         "max_new_tokens": 1024,
         "skip_special_tokens": False,
     }
-    assert await backend.generate(PROMPT, 1, SamplingParams()) == [texts[0]]  # n=1 answers an object
+    [single] = await backend.generate(PROMPT, 1, SamplingParams())
+    assert single.text == texts[0]  # n=1 answers an object
     await backend.aclose()
 
 
@@ -96,7 +97,7 @@ async def test_cpu_fallback_scores_term_coverage_in_retrostar_shape() -> None:
     prompt = render_prompt(
         PRESETS["biology"], "why do leaves change colour", "Leaves change colour in autumn"
     )
-    texts = await backend.generate(prompt, 2, SamplingParams())
+    texts = [generation.text for generation in await backend.generate(prompt, 2, SamplingParams())]
     assert len(texts) == 2 and "not Retro*" in texts[0] and texts[0].endswith("<score>100</score>")
     assert coverage_score("leaves colour autumn", "the leaf is green") == 0
     assert coverage_score("leaves colour", "green leaves") == 50

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from retrostar_search.prompts import RenderedPrompt
+from retrostar_search.scoring import FinishReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,19 @@ class SamplingParams:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One generated sample as the server answered it: the text (for a server with a reasoning parser, the
+    reasoning and the answer joined back together), why it ended, and the server's token counts where it
+    reports them."""
+
+    text: str
+    finish_reason: FinishReason = FinishReason.STOP
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+
+
 class Backend(ABC):
     """Generates `n` sampled Retro* trajectories for one prompt."""
 
@@ -38,8 +52,20 @@ class Backend(ABC):
     model: str
 
     @abstractmethod
-    async def generate(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> list[str]:
-        """Return exactly `n` generated texts, or raise `retrostar_search.errors.BackendError`."""
+    async def generate(
+        self,
+        prompt: RenderedPrompt,
+        n: int,
+        params: SamplingParams,
+        *,
+        rid: str | None = None,
+        routing_key: str | None = None,
+    ) -> list[Generation]:
+        """Return exactly `n` generations, or raise `retrostar_search.errors.BackendError`.
+
+        `rid` names the request on the server (SGLang's request id) so that it can be aborted; `routing_key`
+        keeps every request of one query on one worker behind a router. Cancelling the call must free the
+        server's work on it."""
 
     @abstractmethod
     async def ready(self) -> bool:

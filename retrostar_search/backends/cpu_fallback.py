@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from retrostar_search.backends.base import Backend, SamplingParams
+from retrostar_search.backends.base import Backend, Generation, SamplingParams
 from retrostar_search.prompts import RenderedPrompt
 
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
@@ -84,13 +84,21 @@ class CPUFallbackBackend(Backend):
     kind = "cpu"
     model = "cpu-fallback-term-coverage"
 
-    async def generate(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> list[str]:
+    async def generate(
+        self,
+        prompt: RenderedPrompt,
+        n: int,
+        params: SamplingParams,
+        *,
+        rid: str | None = None,
+        routing_key: str | None = None,
+    ) -> list[Generation]:
         score = coverage_score(prompt.query, prompt.document)
         text = (
             "CPU fallback scorer (not Retro*): the score is the share of the query's content terms that "
             f"appear in the document.\n<score>{score}</score>"
         )
-        return [text] * n
+        return [Generation(text)] * n
 
     async def ready(self) -> bool:
         return True

@@ -5,7 +5,7 @@ sglang is imported when the backend is built, never at module import, so the pac
 
 from __future__ import annotations
 
-from retrostar_search.backends.base import Backend, SamplingParams
+from retrostar_search.backends.base import Backend, Generation, SamplingParams
 from retrostar_search.errors import BackendError, MissingExtra
 from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_template
 
@@ -36,7 +36,15 @@ class SGLangEngineBackend(Backend):
             model_path=model_path, tp_size=tp_size, context_length=context_length, random_seed=random_seed
         )
 
-    async def generate(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> list[str]:
+    async def generate(
+        self,
+        prompt: RenderedPrompt,
+        n: int,
+        params: SamplingParams,
+        *,
+        rid: str | None = None,
+        routing_key: str | None = None,
+    ) -> list[Generation]:
         try:
             output = await self._engine.async_generate(
                 prompt=apply_chat_template(prompt.text, self.chat_format),
@@ -45,7 +53,7 @@ class SGLangEngineBackend(Backend):
         except Exception as exc:  # the engine raises plain exceptions; callers need BackendError
             raise BackendError(f"sglang engine failed: {type(exc).__name__}") from exc
         outputs = output if isinstance(output, list) else [output]
-        return [str(item["text"]) for item in outputs]
+        return [Generation(str(item["text"])) for item in outputs]
 
     async def ready(self) -> bool:
         return True

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from retrostar_search.backends.base import Backend, SamplingParams
+from retrostar_search.backends.base import Backend, Generation, SamplingParams
 from retrostar_search.errors import BackendError
 from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_template
 
@@ -67,10 +67,18 @@ class _HTTPBackend(Backend):
     path: str
     answer_field: str  # named when an answer lacks it
 
-    async def generate(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> list[str]:
+    async def generate(
+        self,
+        prompt: RenderedPrompt,
+        n: int,
+        params: SamplingParams,
+        *,
+        rid: str | None = None,
+        routing_key: str | None = None,
+    ) -> list[Generation]:
         body = await self._post(self.path, self._payload(prompt, n, params))
         try:
-            texts = self._texts(body)
+            texts = [Generation(text) for text in self._texts(body)]
         except (KeyError, TypeError):
             raise BackendError(
                 f"{self.kind} backend at {self.base_url}{self.path} answered without {self.answer_field}"
