@@ -50,6 +50,9 @@ class Backend(ABC):
     kind: str
     #: The model name as the backend reports it; part of every cache key.
     model: str
+    #: The served context length in tokens, when known (asked of the server at start-up): the prompt plus
+    #: max_new_tokens must fit in it.
+    context_length: int | None = None
 
     @abstractmethod
     async def generate(
