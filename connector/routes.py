@@ -130,14 +130,13 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", tags=["probes"], summary="Backend reachable (200) or not (503)")
+@router.get("/ready", tags=["probes"], summary="Backend ready to serve the model (200) or not (503)")
 async def ready(service: Service) -> JSONResponse:
     backend = service.reranker.backend
     if await backend.ready():
         return JSONResponse({"status": "ready", "backend": backend.kind, "model": backend.model})
-    return JSONResponse(
-        {"status": "unavailable", "message": f"the {backend.kind} backend is not reachable"}, status_code=503
-    )
+    message = backend.not_ready_reason or f"the {backend.kind} backend is not reachable"
+    return JSONResponse({"status": "unavailable", "message": message}, status_code=503)
 
 
 @router.get("/metrics", tags=["probes"], summary="Prometheus metrics")

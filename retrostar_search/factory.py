@@ -5,42 +5,48 @@ truncation. `Reranker.from_settings` is the one caller; the parts are built once
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from retrostar_search.backends.base import Backend
+from retrostar_search.backends.base import DEFAULT_MODEL, Backend
 from retrostar_search.cache import ScoreCache
 from retrostar_search.prompts import Truncation, load_tokenizer
 from retrostar_search.settings import BackendKind, RerankerSettings
 
 logger = logging.getLogger(__name__)
 
+# The reference evaluation's context for the in-process engine.
+ENGINE_CONTEXT_LENGTH = 32768
+
 
 def build_backend(settings: RerankerSettings) -> Backend:
+    """The backend the settings name. HTTP backends ask their server what it serves when started
+    (`Backend.start`, awaited by the Reranker's `async with`)."""
     backend_api_key = settings.backend_api_key.get_secret_value() if settings.backend_api_key else None
+    http_options: dict[str, Any] = {
+        "model": settings.model,
+        "api_key": backend_api_key,
+        "max_concurrency": settings.max_concurrency,
+        "context_length": settings.context_length,
+    }
     match settings.backend:
         case BackendKind.SGLANG:
             from retrostar_search.backends.sglang_http import SGLangGenerateBackend
 
             return SGLangGenerateBackend(
-                settings.backend_url,
-                chat_format=settings.chat_format,
-                model=settings.model,
-                api_key=backend_api_key,
-                max_concurrency=settings.max_concurrency,
+                settings.backend_url, chat_format=settings.chat_format, **http_options
             )
         case BackendKind.OPENAI:
             from retrostar_search.backends.sglang_http import OpenAIChatBackend
 
-            return OpenAIChatBackend(
-                settings.backend_url,
-                model=settings.model,
-                api_key=backend_api_key,
-                max_concurrency=settings.max_concurrency,
-            )
+            return OpenAIChatBackend(settings.backend_url, **http_options)
         case BackendKind.ENGINE:
             from retrostar_search.backends.sglang_engine import SGLangEngineBackend
 
             return SGLangEngineBackend(
-                settings.model, chat_format=settings.chat_format, tp_size=settings.tp_size
+                settings.model or DEFAULT_MODEL,
+                chat_format=settings.chat_format,
+                tp_size=settings.tp_size,
+                context_length=settings.context_length or ENGINE_CONTEXT_LENGTH,
             )
         case BackendKind.CPU:
             from retrostar_search.backends.cpu_fallback import CPUFallbackBackend

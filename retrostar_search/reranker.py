@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from retrostar_search.backends.base import Backend, Generation, SamplingParams
+from retrostar_search.backends.routing import routing_key
 from retrostar_search.cache import ScoreCache, cache_key
 from retrostar_search.errors import BackendError
 from retrostar_search.factory import build_backend, build_cache, build_truncation
@@ -131,6 +132,12 @@ class Reranker:
             raise
 
     async def __aenter__(self) -> Reranker:
+        # The backend asks its server what it serves: a model it does not serve fails here, at start-up.
+        try:
+            await self.backend.start()
+        except BaseException:
+            await self.aclose()
+            raise
         return self
 
     async def __aexit__(
@@ -209,6 +216,8 @@ class Reranker:
     ) -> None:
         """Score `pool` with `samples` each, adding the counts, errors and deadline to `result`."""
         keys = {id(doc): cache_key(self.backend.model, task, query, doc.text, samples) for doc in pool}
+        # Every request of this query (both cascade stages, repeats) goes to the worker holding its prefix.
+        affinity = routing_key(self.backend.model, task, query)
         cached = await self.cache.get_many(keys.values()) if self.cache is not None else {}
         pending: dict[asyncio.Task[list[Generation]], tuple[_UniqueDocument, str]] = {}
         for doc in pool:
@@ -218,7 +227,9 @@ class Reranker:
                 result.cache_hits += 1
                 continue
             prompt = RenderedPrompt(query=query, document=doc.text, prefix=prefix)
-            task_handle = asyncio.create_task(self.backend.generate(prompt, samples, self.sampling))
+            task_handle = asyncio.create_task(
+                self.backend.generate(prompt, samples, self.sampling, routing_key=affinity)
+            )
             pending[task_handle] = (doc, key)
         if not pending:
             return

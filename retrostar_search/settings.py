@@ -19,8 +19,6 @@ from retrostar_search.prompts import ChatFormat
 from retrostar_search.scoring import Cascade, UnparsedPolicy
 from retrostar_search.tasks import TaskDefinition, load_task_file, resolve_task
 
-DEFAULT_MODEL = "ljw13/retro-star-qwen3-14b-0928"
-
 
 class BackendKind(StrEnum):
     SGLANG = "sglang"  # SGLang's native /generate
@@ -45,12 +43,18 @@ class BackendSettings(BaseModel):
     backend_api_key: SecretStr | None = None
     """Bearer key the backend expects (SGLang's --api-key)."""
 
-    model: str = DEFAULT_MODEL
-    """Model name sent to the chat API and part of every cache key; the model path for the engine backend."""
+    model: str | None = None
+    """Model to score with, checked at start-up against what the server serves (its served name or
+    checkpoint); none: whatever it serves. The model path for the engine backend (default
+    ljw13/retro-star-qwen3-14b-0928)."""
 
-    chat_format: ChatFormat = ChatFormat.QWEN3
+    chat_format: ChatFormat | None = None
     """Chat template applied for /generate and the engine: qwen3 (Retro* *-0928) or qwen2.5 (Retro*
-    *-0923)."""
+    *-0923); none: from the served model."""
+
+    context_length: int | None = Field(default=None, ge=1)
+    """Context length of the served model in tokens, for servers that do not report it (the SGLang router);
+    given, it wins over what the server reports."""
 
     max_concurrency: int = Field(default=256, ge=1)
     """Most (query, document) pairs in flight to the backend at once."""
@@ -118,8 +122,8 @@ class ScoringSettings(BaseModel):
     top_k: int = 40
     """Sampling top-k (-1: off)."""
 
-    max_new_tokens: int = Field(default=1024, ge=1)
-    """Most generated tokens per sample."""
+    max_new_tokens: int = Field(default=4096, ge=1)
+    """Most generated tokens per sample (the reference evaluation's 4096)."""
 
     # Document truncation (off by default, like the reference).
     truncate_tokens: int | None = Field(default=None, ge=1)

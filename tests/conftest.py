@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +233,40 @@ def connector_server(
 
 # ------------------------------------------------------------------------------------------------
 # End of: rerank connector
+# ------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------
+# Model-server backends (retrostar_search/backends/: tests/test_backends.py, tests/test_backend_pool.py)
+#
+# `await http_backends(cls=SGLangGenerateBackend, url=None, start=True, **options)`: an HTTP backend on
+# the session's scripted server (or `url`), started (it asked the server what it serves) unless
+# `start=False`, and closed after the test.
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def http_backends(scripted_sglang: ScriptedSGLangServer) -> AsyncIterator[Callable[..., Any]]:
+    from retrostar_search.backends.sglang_http import SGLangGenerateBackend
+
+    made: list[Any] = []
+
+    async def make(
+        cls: Any = SGLangGenerateBackend, url: str | None = None, start: bool = True, **options: Any
+    ):
+        backend = cls(url or scripted_sglang.url, **options)
+        made.append(backend)
+        if start:
+            await backend.start()
+        return backend
+
+    yield make
+    for backend in made:
+        await backend.aclose()
+
+
+# ------------------------------------------------------------------------------------------------
+# End of: model-server backends
 # ------------------------------------------------------------------------------------------------
 
 

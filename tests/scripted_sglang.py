@@ -477,6 +477,10 @@ class ScriptedSGLangServer:
     def flush_cache(self) -> None:
         self._cache.clear()
 
+    def connections(self) -> list[object]:
+        """The HTTP connections open now (uvicorn's connection protocols): whether clients keep them."""
+        return list(self._server.server_state.connections) if self._server is not None else []
+
     def live_rids(self) -> list[str]:
         """Rids of the samples queued or decoding now (the GPU work a client could still free)."""
         return list(self._live)
@@ -1285,6 +1289,7 @@ def _chat_response(
 
 def _model_info(behaviour: Behaviour) -> dict[str, Any]:
     # http_server.model_info (SGLang 0.5.23; older versions return fewer of these fields)
+    qwen2 = "qwen2" in behaviour.model_path.lower() or "0923" in behaviour.model_path
     return {
         "model_path": behaviour.model_path,
         "served_model_name": behaviour.served_model_name,
@@ -1298,8 +1303,9 @@ def _model_info(behaviour: Behaviour) -> dict[str, Any]:
         "disaggregation_mode": "null",
         "has_image_understanding": False,
         "has_audio_understanding": False,
-        "model_type": "qwen3",
-        "architectures": ["Qwen3ForCausalLM"],
+        # From the checkpoint's config.json: Retro* *-0923 are Qwen2.5 models, *-0928 Qwen3.
+        "model_type": "qwen2" if qwen2 else "qwen3",
+        "architectures": ["Qwen2ForCausalLM" if qwen2 else "Qwen3ForCausalLM"],
     }
 
 

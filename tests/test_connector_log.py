@@ -22,6 +22,7 @@ from connector.settings import ENV_PREFIX, ConnectorSettings
 from retrostar_search.cli import app as cli_app
 from retrostar_search.engines.connection import Engine
 from retrostar_search.engines.search import Candidate, ConnectorClient
+from tests.scripted_sglang import MODEL
 
 QUERY = "why do leaves change colour in autumn"
 # Scripted scores 20, 90, 55: the reranker reverses the first two and keeps the third in the middle.
@@ -88,7 +89,7 @@ def test_a_rerank_leaves_its_event_and_document_records_in_the_log(
 
     [event] = [record for record in records if record["kind"] == "event"]
     assert event["task"] == "biology" and event["backend"] == "sglang"
-    assert event["model"] == settings.model
+    assert event["model"] == MODEL  # the served model, as the scripted server reports it
     assert event["document_count"] == 3 and event["cache_hits"] == 0 and event["degraded"] is False
     assert 0 <= event["queue_ms"] <= event["total_ms"] and 0 < event["model_ms"] <= event["total_ms"]
     assert event["query_hash"] == short_hash(QUERY)

@@ -148,7 +148,7 @@ def test_daily_index_uses_the_utc_day() -> None:
 
 async def test_outcomes_from_a_real_rerank_result() -> None:
     with ScriptedSGLangServer() as server:
-        backend = SGLangGenerateBackend(server.url, model="retro-star-test")
+        backend = SGLangGenerateBackend(server.url)
         candidates = [
             Candidate("a [[retrostar:20]]", "id-a"),
             Candidate("b [[retrostar:90]]"),

@@ -12,7 +12,7 @@ from retrostar_search.reranker import Candidate, Reranker
 from retrostar_search.scoring import Cascade, UnparsedPolicy
 from retrostar_search.settings import RerankerSettings
 from retrostar_search.tasks import PRESETS
-from tests.scripted_sglang import ScriptedSGLangServer, expected_score
+from tests.scripted_sglang import MODEL, ScriptedSGLangServer, expected_score
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def server() -> Iterator[ScriptedSGLangServer]:
 @pytest.fixture
 def backend(server: ScriptedSGLangServer):
     server.reset()
-    return SGLangGenerateBackend(server.url, model="retro-star-test")
+    return SGLangGenerateBackend(server.url)
 
 
 def candidates(texts: list[str]) -> list[Candidate]:
@@ -142,9 +142,7 @@ async def test_all_pairs_are_in_flight_together() -> None:
     documents = [f"doc {i} [[retrostar:{i}]]" for i in range(24)]
     # A server of its own: slow requests cancelled by other tests may still be sleeping on the shared one.
     with ScriptedSGLangServer(latency=0.3) as server:
-        result = await Reranker(SGLangGenerateBackend(server.url, model="m")).rerank(
-            "q", candidates(documents)
-        )
+        result = await Reranker(SGLangGenerateBackend(server.url)).rerank("q", candidates(documents))
     assert server.stats.max_in_flight == 24
     assert result.model_seconds < 0.3 * 24 / 4  # far from sequential
     assert order(result)[0] == 23
@@ -153,9 +151,7 @@ async def test_all_pairs_are_in_flight_together() -> None:
 async def test_from_settings_closes_what_it_built_and_leaves_a_given_backend_open(
     server: ScriptedSGLangServer, backend, tmp_path
 ) -> None:
-    settings = RerankerSettings(
-        backend_url=server.url, model="retro-star-test", cache_path=tmp_path / "scores.sqlite"
-    )
+    settings = RerankerSettings(backend_url=server.url, model=MODEL, cache_path=tmp_path / "scores.sqlite")
     async with Reranker.from_settings(settings) as built:
         result = await built.rerank("q", [Candidate("a [[retrostar:30]]", id="doc-a")])
         assert await built.backend.ready()

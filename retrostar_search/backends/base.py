@@ -4,19 +4,32 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 from retrostar_search.prompts import RenderedPrompt
 from retrostar_search.scoring import FinishReason
 
+#: The checkpoint a backend names until the server says what it serves (and the engine backend loads).
+DEFAULT_MODEL = "ljw13/retro-star-qwen3-14b-0928"
+
 
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """The reference's sampling: temperature 0.6 even for one sample, top_k 40, no top_p."""
+    """The reference evaluation's sampling: temperature 0.6 even for one sample, top_k 40, top_p 1.0 and
+    min_p 0 (SGLang's own defaults, which the reference relies on), at most 4096 new tokens.
+
+    Every field is sent explicitly: a server fills what a request leaves out from the checkpoint's
+    generation_config.json (top_p 0.95, top_k 20 for Qwen3), not from the reference."""
 
     temperature: float = 0.6
     top_k: int = 40
     repetition_penalty: float = 1.0
-    max_new_tokens: int = 1024
+    max_new_tokens: int = 4096
+    """The reference evaluation's budget (the model card says 1024)."""
+    #: Nucleus and min-p sampling off, as the reference has them (it sends neither and gets SGLang's
+    #: defaults): not settings, but always sent.
+    top_p: ClassVar[float] = 1.0
+    min_p: ClassVar[float] = 0.0
 
     def for_sglang(self, n: int) -> dict[str, object]:
         """SGLang's `sampling_params` (native /generate and sglang.Engine alike) for `n` samples."""
@@ -24,6 +37,8 @@ class SamplingParams:
             "n": n,
             "temperature": self.temperature,
             "top_k": self.top_k,
+            "top_p": self.top_p,
+            "min_p": self.min_p,
             "repetition_penalty": self.repetition_penalty,
             "max_new_tokens": self.max_new_tokens,
             "skip_special_tokens": False,
@@ -48,11 +63,14 @@ class Backend(ABC):
 
     #: Short identifier for /ready, error messages and the rerank log ("sglang", "openai", "engine", "cpu").
     kind: str
-    #: The model name as the backend reports it; part of every cache key.
+    #: The model as the server serves it (its checkpoint where the server reports one): the name in
+    #: answers, and part of every cache key.
     model: str
     #: The served context length in tokens, when known (asked of the server at start-up): the prompt plus
     #: max_new_tokens must fit in it.
     context_length: int | None = None
+    #: Why the last `ready()` said no, for /ready and error messages (never a secret); None when ready.
+    not_ready_reason: str | None = None
 
     @abstractmethod
     async def generate(
@@ -70,9 +88,14 @@ class Backend(ABC):
         keeps every request of one query on one worker behind a router. Cancelling the call must free the
         server's work on it."""
 
+    async def start(self) -> None:  # noqa: B027 - optional hook; most backends have nothing to ask
+        """Ask the server what it serves (model, context length), before the first request. Raises
+        `ModelNotServed` when a configured model is not served; a server that does not answer yet is only
+        logged, and asked again by `ready()` and before the first generation."""
+
     @abstractmethod
     async def ready(self) -> bool:
-        """Whether the backend answers now (for the connector's /ready)."""
+        """Whether the backend can serve now (for the connector's /ready); sets `not_ready_reason`."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
         """Release connections or engines."""

@@ -5,6 +5,8 @@ sglang is imported when the backend is built, never at module import, so the pac
 
 from __future__ import annotations
 
+from retrostar_search.backends._answers import sglang_generations
+from retrostar_search.backends._discovery import chat_format_for
 from retrostar_search.backends.base import Backend, Generation, SamplingParams
 from retrostar_search.errors import BackendError, MissingExtra
 from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_template
@@ -17,7 +19,7 @@ class SGLangEngineBackend(Backend):
         self,
         model_path: str,
         *,
-        chat_format: ChatFormat = ChatFormat.QWEN3,
+        chat_format: ChatFormat | None = None,
         tp_size: int = 1,
         context_length: int = 32768,
         random_seed: int = 42,
@@ -30,7 +32,8 @@ class SGLangEngineBackend(Backend):
                 "pip install 'retrostar-search[sglang]'"
             ) from exc
         self.model = model_path
-        self.chat_format = chat_format
+        self.chat_format = chat_format or chat_format_for([model_path]) or ChatFormat.QWEN3
+        self.context_length = context_length
         # The reference evaluation's settings: 32k context and a fixed seed.
         self._engine = sglang.Engine(
             model_path=model_path, tp_size=tp_size, context_length=context_length, random_seed=random_seed
@@ -52,8 +55,10 @@ class SGLangEngineBackend(Backend):
             )
         except Exception as exc:  # the engine raises plain exceptions; callers need BackendError
             raise BackendError(f"sglang engine failed: {type(exc).__name__}") from exc
-        outputs = output if isinstance(output, list) else [output]
-        return [Generation(str(item["text"])) for item in outputs]
+        try:
+            return sglang_generations(output)
+        except (KeyError, TypeError, AttributeError):
+            raise BackendError("sglang engine answered without 'text'") from None
 
     async def ready(self) -> bool:
         return True
