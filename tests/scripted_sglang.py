@@ -49,7 +49,9 @@ non-space character (regex `\\w+|[^\\w\\s]`). It is an approximation of a BPE to
 are higher for long or rare words), deterministic, and the same for every flavour, so tests compute
 what fits with it.
 
-Run it on its own for demos and benchmarks: `python -m tests.scripted_sglang --port 30000 --latency 0.05`.
+Run it on its own for demos: `python -m tests.scripted_sglang --port 30000 --latency 0.05`. Benchmarks
+add `--lean`: `LeanSGLangServer`, the same /generate answers from a raw asyncio handler at about 0.05 ms
+of CPU per request (the FastAPI server spends about 0.3 ms), so that the backend is never what they measure.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ import asyncio
 import bisect
 import contextlib
 import hashlib
+import json
 import math
 import re
 import socket
@@ -695,7 +698,8 @@ class ScriptedSGLangServer:
         finally:
             for sample in every:
                 self._live.pop(sample.rid, None)
-        return [[self._output(sample) for sample in prompt_samples] for prompt_samples in samples]
+        padding = self.behaviour.padding_tokens
+        return [[_output(sample, padding) for sample in prompt_samples] for prompt_samples in samples]
 
     async def _run_until_done(self, request: Request, every: list[_Sample]) -> None:
         check = self.behaviour.disconnect_check_s
@@ -778,62 +782,63 @@ class ScriptedSGLangServer:
             if (abort_all or sample.rid.startswith(rid)) and self._stop(sample):
                 self.stats.aborted.append(sample.rid)
 
-    def _output(self, sample: _Sample) -> dict[str, Any]:
-        """One SGLang output object: text, output_ids and meta_info (tokenizer_manager._handle_batch_output
-        for finished samples, _handle_abort_req for samples aborted in the waiting queue)."""
-        e2e_latency = time.monotonic() - sample.created
-        if sample.aborted_in == "queued":
-            return {
-                "text": "",
-                "output_ids": [],
-                "meta_info": {
-                    "id": sample.rid,
-                    "finish_reason": {"type": "abort", "message": "Abort in waiting queue"},
-                    "weight_version": "default",
-                    "e2e_latency": e2e_latency,
-                    "completion_tokens": 0,
-                },
-            }
-        full = trajectory(sample.query, sample.document, sample.outcome.score, self.behaviour.padding_tokens)
-        full_tokens = count_tokens(full)
-        limit = sample.max_new_tokens
-        if sample.aborted_in == "running":
-            # Aborted while decoding: the text generated so far (scheduler: FINISH_ABORT()).
-            decoded = time.monotonic() - (sample.started or sample.created)
-            share = min(decoded / sample.delay, 1.0) if sample.delay > 0 else 0.0
-            text = _cut_to_tokens(full, int(full_tokens * share))
-            finish: dict[str, Any] = _abort_reason(Aborted())
-        elif sample.outcome.finish == ABORT:
-            text = _cut_to_tokens(full, full_tokens // 2)
-            finish = _abort_reason(sample.outcome.abort or Aborted())
-        elif sample.outcome.finish == LENGTH:
-            # Ran to the token limit without finishing its answer.
-            limit = limit if limit is not None else SGLANG_DEFAULT_MAX_NEW_TOKENS
-            filler = " and so on" * limit
-            text = _cut_to_tokens(full + filler, limit)
-            finish = {"type": "length", "length": limit}
-        elif limit is not None and full_tokens > limit:
-            text = _cut_to_tokens(full, limit)
-            finish = {"type": "length", "length": limit}
-        else:
-            text = full
-            finish = {"type": "stop", "matched": QWEN3_EOS_TOKEN_ID}
-        completion_tokens = full_tokens if text is full else count_tokens(text)
+
+def _output(sample: _Sample, padding_tokens: int = 0) -> dict[str, Any]:
+    """One SGLang output object: text, output_ids and meta_info (tokenizer_manager._handle_batch_output
+    for finished samples, _handle_abort_req for samples aborted in the waiting queue)."""
+    e2e_latency = time.monotonic() - sample.created
+    if sample.aborted_in == "queued":
         return {
-            "text": text,
-            "output_ids": list(range(completion_tokens)),
+            "text": "",
+            "output_ids": [],
             "meta_info": {
                 "id": sample.rid,
-                "finish_reason": finish,
-                "prompt_tokens": sample.prompt_tokens,
+                "finish_reason": {"type": "abort", "message": "Abort in waiting queue"},
                 "weight_version": "default",
-                "num_retractions": 0,
-                "reasoning_tokens": 0,
-                "completion_tokens": completion_tokens,
-                "cached_tokens": sample.cached_tokens,
                 "e2e_latency": e2e_latency,
+                "completion_tokens": 0,
             },
         }
+    full = trajectory(sample.query, sample.document, sample.outcome.score, padding_tokens)
+    full_tokens = count_tokens(full)
+    limit = sample.max_new_tokens
+    if sample.aborted_in == "running":
+        # Aborted while decoding: the text generated so far (scheduler: FINISH_ABORT()).
+        decoded = time.monotonic() - (sample.started or sample.created)
+        share = min(decoded / sample.delay, 1.0) if sample.delay > 0 else 0.0
+        text = _cut_to_tokens(full, int(full_tokens * share))
+        finish: dict[str, Any] = _abort_reason(Aborted())
+    elif sample.outcome.finish == ABORT:
+        text = _cut_to_tokens(full, full_tokens // 2)
+        finish = _abort_reason(sample.outcome.abort or Aborted())
+    elif sample.outcome.finish == LENGTH:
+        # Ran to the token limit without finishing its answer.
+        limit = limit if limit is not None else SGLANG_DEFAULT_MAX_NEW_TOKENS
+        filler = " and so on" * limit
+        text = _cut_to_tokens(full + filler, limit)
+        finish = {"type": "length", "length": limit}
+    elif limit is not None and full_tokens > limit:
+        text = _cut_to_tokens(full, limit)
+        finish = {"type": "length", "length": limit}
+    else:
+        text = full
+        finish = {"type": "stop", "matched": QWEN3_EOS_TOKEN_ID}
+    completion_tokens = full_tokens if text is full else count_tokens(text)
+    return {
+        "text": text,
+        "output_ids": list(range(completion_tokens)),
+        "meta_info": {
+            "id": sample.rid,
+            "finish_reason": finish,
+            "prompt_tokens": sample.prompt_tokens,
+            "weight_version": "default",
+            "num_retractions": 0,
+            "reasoning_tokens": 0,
+            "completion_tokens": completion_tokens,
+            "cached_tokens": sample.cached_tokens,
+            "e2e_latency": e2e_latency,
+        },
+    }
 
 
 def _parse_item(item: str) -> SampleSpec:
@@ -1364,6 +1369,185 @@ def _model_list(behaviour: Behaviour) -> dict[str, Any]:
     return {"object": "list", "data": [card]}
 
 
+# ------------------------------------------------------------------------------------------------
+# The lean server: benchmarks' backend
+# ------------------------------------------------------------------------------------------------
+
+
+class LeanSGLangServer:
+    """What `python -m tests.scripted_sglang --lean` runs for benchmarks: SGLang's answers in their real
+    shapes at a few tens of microseconds of CPU per request, so that the backend is never what a benchmark
+    measures (the FastAPI server above spends about 0.3 ms per request).
+
+    A raw asyncio protocol over httptools (HTTP/1.1 keep-alive, idle connections closed after 5 s as
+    uvicorn does) answers `POST /generate` (one text, `n` samples, `rid`, `max_new_tokens` cuts),
+    `/abort_request` (accepted; nothing is tracked), the health routes, `/model_info`, `/server_info`
+    (and their `/get_*` names) and `/v1/models`; anything else is a 404. Scores and `[[retrostar:...]]`
+    markers as above; every sample waits `latency` seconds. The prompt's token count is an estimate (a
+    token per four characters): counting it exactly costs more than the rest of the answer."""
+
+    def __init__(self, behaviour: Behaviour, *, timeout_keep_alive: float = 5.0) -> None:
+        self.behaviour = behaviour
+        #: Idle connections are closed after this: uvicorn's default, SGLang's and vLLM's.
+        self.timeout_keep_alive = timeout_keep_alive
+        self.connections: set[_LeanConnection] = set()
+        self.pairs = 0
+        infos = {
+            "/model_info": _model_info(behaviour),
+            "/server_info": _server_info(behaviour),
+            "/v1/models": _model_list(behaviour),
+        }
+        self._get: dict[bytes, tuple[int, bytes]] = {
+            b"/health": (200, b""),
+            b"/health_generate": (200, b""),
+            b"/ready": (200, b""),
+            **{path.encode(): (200, _json_bytes(body)) for path, body in infos.items()},
+            **{
+                f"/get_{path[1:]}".encode(): (200, _json_bytes(infos[path]))
+                for path in ("/model_info", "/server_info")
+            },
+        }
+
+    async def serve(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _LeanConnection(self), host, port, reuse_address=True)
+        self._close_idle()
+        async with server:
+            await server.serve_forever()
+
+    def _close_idle(self) -> None:
+        # One sweep for every connection, rather than a timer per connection and request.
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() - self.timeout_keep_alive
+        for connection in [c for c in self.connections if not c.busy and c.idle_since < cutoff]:
+            connection.transport.close()
+        loop.call_later(min(1.0, self.timeout_keep_alive / 2), self._close_idle)
+
+    def answer(self, connection: _LeanConnection, method: bytes, path: bytes, body: bytes) -> None:
+        if method == b"POST" and path == b"/generate":
+            self._generate(connection, body)
+        elif method == b"POST" and path == b"/abort_request":
+            connection.respond(200, b"")
+        elif method == b"GET" and path in self._get:
+            connection.respond(*self._get[path])
+        else:
+            connection.respond(404, b'{"detail":"Not Found"}')
+
+    def _generate(self, connection: _LeanConnection, body: bytes) -> None:
+        request = json.loads(body)
+        text = request.get("text")
+        if not isinstance(text, str):
+            connection.respond(400, b'{"error":{"message":"The lean server reads one text."}}')
+            return
+        sampling = request.get("sampling_params") or {}
+        n = int(sampling.get("n", 1))
+        query, document = (
+            _between(text, "[Begin of Query]\n", "\n[End of Query]"),
+            _between(text, "[Begin of Document]\n", "\n[End of Document]\n"),
+        )
+        marker = _SAMPLES.search(document) if "[[" in document else None
+        specs: list[SampleSpec] = (
+            [_parse_item(item) for item in marker.group(1).replace(" ", "").split(",") if item]
+            if marker
+            else [expected_score(query, document)]
+        )
+        rid = request.get("rid") or uuid.uuid4().hex
+        outputs = [
+            _output(
+                _Sample(
+                    rid=rid if n == 1 else uuid.uuid4().hex,
+                    query=query,
+                    document=document,
+                    outcome=_outcome(specs[index % len(specs)]),
+                    delay=self.behaviour.latency,
+                    prompt_tokens=len(text) // 4,
+                    cached_tokens=0,
+                    max_new_tokens=sampling.get("max_new_tokens") or SGLANG_DEFAULT_MAX_NEW_TOKENS,
+                ),
+                self.behaviour.padding_tokens,
+            )
+            for index in range(n)
+        ]
+        self.pairs += 1
+        payload = _json_bytes(outputs[0] if n == 1 else outputs)
+        connection.busy = True
+        if self.behaviour.latency > 0:
+            asyncio.get_running_loop().call_later(self.behaviour.latency, connection.respond, 200, payload)
+        else:
+            connection.respond(200, payload)
+
+
+class _LeanConnection(asyncio.Protocol):
+    """One HTTP/1.1 connection of the lean server: requests in turn, each answered once."""
+
+    def __init__(self, server: LeanSGLangServer) -> None:
+        import httptools  # uvicorn[standard]'s parser
+
+        self.server = server
+        self.parser = httptools.HttpRequestParser(self)
+        self.parse_error = httptools.HttpParserError
+        self.transport: asyncio.Transport
+        self.url = b""
+        self.body: list[bytes] = []
+        self.busy = False
+        self.idle_since = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are no asyncio.Transport
+        self.idle_since = asyncio.get_running_loop().time()
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except self.parse_error:
+            self.transport.close()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.url, self.body = b"", []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        path = self.url.split(b"?", 1)[0]
+        self.server.answer(self, self.parser.get_method(), path, b"".join(self.body))
+
+    def respond(self, status: int, body: bytes) -> None:
+        if self.transport.is_closing():
+            return  # the client went away (a cancelled request): nothing to stop in lean mode
+        reason = _REASONS.get(status, b"Error")
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+            % (status, reason, len(body), body)
+        )
+        self.busy = False
+        self.idle_since = asyncio.get_running_loop().time()
+
+
+_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found"}
+
+
+def _between(text: str, start: str, end: str) -> str:
+    begin = text.find(start)
+    if begin < 0:
+        return ""
+    begin += len(start)
+    stop = text.rfind(end) if start.startswith("[Begin of Document]") else text.find(end, begin)
+    return text[begin:stop] if stop >= begin else text[begin:]
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -1373,8 +1557,30 @@ def main() -> None:
     parser.add_argument("--served-model-name", default=MODEL)
     parser.add_argument("--context-length", type=int, default=DEFAULT_CONTEXT_LENGTH)
     parser.add_argument("--capacity", type=int, default=None, help="sequences decoding at once")
-    parser.add_argument("--lean", action="store_true", help="no prefix cache, no per-request records")
+    parser.add_argument(
+        "--lean",
+        action="store_true",
+        help="the lean server for benchmarks (LeanSGLangServer, flavour sglang)",
+    )
+    parser.add_argument(
+        "--timeout-keep-alive",
+        type=float,
+        default=5.0,
+        help="lean: seconds before an idle connection is closed",
+    )
     args = parser.parse_args()
+    if args.lean:
+        behaviour = Behaviour(
+            latency=args.latency, served_model_name=args.served_model_name, context_length=args.context_length
+        )
+        lean = LeanSGLangServer(behaviour, timeout_keep_alive=args.timeout_keep_alive)
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+            asyncio.run(lean.serve(args.host, args.port))
+        else:
+            uvloop.run(lean.serve(args.host, args.port))
+        return
     server = ScriptedSGLangServer(
         port=args.port,
         lean=args.lean,

@@ -9,8 +9,12 @@ real router binary.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -26,6 +30,7 @@ from tests.scripted_sglang import (
     chat_prompt,
     count_tokens,
     expected_score,
+    free_port,
 )
 
 QUERY = "why do leaves change colour"
@@ -619,3 +624,72 @@ def test_router_shapes(server: ScriptedSGLangServer, client: httpx.Client) -> No
     echoed = client.get("/readiness", headers={"X-Request-Id": "trace-1"})
     assert echoed.headers["x-request-id"] == "trace-1"
     assert generate(client, prompt("[[retrostar:5]] x")).json()["text"].endswith("<score>\n5\n</score>")
+
+
+# ------------------------------------------------------------------------------------------------
+# The lean server (`python -m tests.scripted_sglang --lean`, benchmarks' backend)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lean_url() -> Iterator[str]:
+    port = free_port()
+    command = [sys.executable, "-m", "tests.scripted_sglang", "--lean", "--port", str(port)]
+    process = subprocess.Popen([*command, "--timeout-keep-alive", "0.4"], cwd=Path(__file__).parents[1])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            assert time.monotonic() < deadline and process.poll() is None, "the lean server did not start"
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _shape(value: object) -> object:
+    """Keys, types and values, with what differs by nature between two servers (ids, timings, token counts
+    that depend on the prefix cache or are estimated) left as their types."""
+    if isinstance(value, dict):
+        volatile = {"id", "e2e_latency", "prompt_tokens", "cached_tokens", "created"}
+        return {key: type(item).__name__ if key in volatile else _shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shape(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"text": prompt("chlorophyll breaks down"), "sampling_params": {"n": 1}, "rid": "lean-1"},
+        {"text": prompt("doc [[retrostar:70,length,abort,noscore]]"), "sampling_params": {"n": 4}},
+        {"text": prompt("chlorophyll breaks down"), "sampling_params": {"n": 2, "max_new_tokens": 9}},
+    ],
+)
+def test_the_lean_server_answers_as_the_full_one(lean_url: str, client: httpx.Client, body) -> None:
+    full = client.post("/generate", json=body)
+    lean = httpx.post(f"{lean_url}/generate", json=body)
+    assert lean.status_code == full.status_code == 200
+    assert _shape(lean.json()) == _shape(full.json())
+    if "rid" in body:
+        assert lean.json()["meta_info"]["id"] == body["rid"]
+    for path in ("/model_info", "/get_model_info", "/server_info", "/get_server_info", "/v1/models"):
+        assert _shape(httpx.get(f"{lean_url}{path}").json()) == _shape(client.get(path).json()), path
+    assert httpx.get(f"{lean_url}/readiness").status_code == 404  # a worker, not the router
+
+
+def test_the_lean_server_keeps_connections_alive_and_closes_idle_ones(lean_url: str) -> None:
+    with httpx.Client(base_url=lean_url) as http:
+        for _ in range(3):
+            assert (
+                http.post("/generate", json={"text": prompt("doc"), "sampling_params": {}}).status_code == 200
+            )
+        connections = http._transport._pool.connections  # type: ignore[attr-defined]
+        assert len(connections) == 1  # one kept-alive connection served all three
+        time.sleep(1.2)  # idle over --timeout-keep-alive 0.4, and a sweep of the server since
+        assert http.get("/health").status_code == 200  # a new connection: the old one was closed
+        assert connections[0].is_closed() or connections[0] not in http._transport._pool.connections  # type: ignore[attr-defined]
