@@ -26,7 +26,7 @@ issue 15's targets: 100 documents at a 50 ms backend within 1.3x the floor's lat
 1000 documents (50 ms) within 1.3x latency, throughput at 32 clients at least 0.75x the floor's. The
 1000-document ratios at other latencies are printed for information.
 
-Run from the repository root (the `bench` extra brings aiohttp):
+Run from the repository root:
 
     python bench/connector_overhead.py --quick                   # 2-3 minutes on 2 busy cores
     python bench/connector_overhead.py --json bench-before.json  # the full run, 3 repeats
@@ -164,7 +164,7 @@ def servers(
 
         def backend(label: str) -> Server:
             port = free_port()
-            command = [sys.executable, "-m", "tests.scripted_sglang", "--port", str(port)]
+            command = [sys.executable, "-m", "tests.scripted_sglang", "--lean", "--port", str(port)]
             return start(label, [*command, "--latency", str(latency), *args.backend_arg], port)
 
         shared = None if own_backend else backend("backend")

@@ -14,10 +14,12 @@ from connector.settings import ConnectorSettings
 _bearer = HTTPBearer(auto_error=False, description="The connector's API key, when one is configured.")
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
+    # async although it awaits nothing: FastAPI runs a plain `def` dependency in a worker thread, a thread
+    # hop on every rerank request.
     settings: ConnectorSettings = request.app.state.settings
     if settings.api_key is None:
         return

@@ -40,7 +40,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _service(request: Request) -> RerankService:
+async def _service(request: Request) -> RerankService:  # async: a plain def would run in a thread
     return request.app.state.service
 
 

@@ -58,7 +58,7 @@ async def test_a_warm_burst_reuses_the_pools_connections_and_takes_one_latency(
     elapsed = time.monotonic() - started
     assert len(warm) >= 40
     assert set(map(id, scripted_sglang.connections())) == warm  # no connection opened or closed
-    assert elapsed < 0.3 * 1.8, f"the warm burst took {elapsed / 0.3:.1f} backend latencies"
+    assert elapsed < 0.3 * 2, f"the warm burst took {elapsed / 0.3:.1f} backend latencies"
 
 
 async def test_prompts_are_rendered_only_once_a_slot_is_free_and_connections_are_bounded(
@@ -122,7 +122,7 @@ async def test_a_request_dropped_on_a_new_connection_is_not_sent_again(
     # The server may have generated for it: only a connection closed while idle proves it did not.
     backend = await http_backends()
     scripted_sglang.script(failures=["drop"])
-    with pytest.raises(BackendError, match="unreachable: ServerDisconnectedError"):
+    with pytest.raises(BackendError, match=r"unreachable \(ServerDisconnectedError\)"):
         await backend.generate(PROMPT, 1, SamplingParams())
     assert scripted_sglang.stats.calls["POST /generate"] == 1
 

@@ -42,6 +42,10 @@ class RequestTimedOut(BackendError):
     """A request ran past the backend's request timeout."""
 
 
+class _StaleConnection(Exception):
+    """The server had closed the pooled connection a request was sent on, before answering."""
+
+
 class _PoolConnector(aiohttp.TCPConnector):
     """A TCPConnector that tells the request being sent whether its connection was used before."""
 
@@ -158,30 +162,14 @@ class PooledClient:
         assert task is not None
         watched = self._expiry.watch(task)
         try:
-            for attempt in (1, 2):
-                answered = False
-                try:
-                    async with session.post(
-                        url, data=body, headers=headers, skip_auto_headers=_SKIP
-                    ) as response:
-                        answered = True
-                        return response.status, await response.read()
-                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                    stale = (
-                        not answered
-                        and attempt == 1
-                        and _reused_connection.get()
-                        and not isinstance(exc, aiohttp.ClientConnectorError)
-                    )
-                    if not stale:
-                        raise BackendError(f"unreachable: {type(exc).__name__}") from None
-                    self.stale_retries += 1
-                    logger.debug(
-                        "a pooled connection to %s was closed by the server; sent again", self.display_url
-                    )
-                except aiohttp.ClientError as exc:
-                    raise BackendError(f"unreachable: {type(exc).__name__}") from None
-            raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+            try:
+                return await self._send(session, url, body, headers)
+            except _StaleConnection:
+                self.stale_retries += 1
+                logger.debug(
+                    "a pooled connection to %s was closed by the server; sent again", self.display_url
+                )
+                return await self._send(session, url, body, headers, retry_stale=False)
         except asyncio.CancelledError:
             if task in self._expiry.expired and task.uncancel() == 0:
                 raise RequestTimedOut(f"timed out after {self._expiry.timeout:g} s") from None
@@ -189,6 +177,28 @@ class PooledClient:
         finally:
             if watched is not None:
                 watched.discard(task)
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        url: URL,
+        body: bytes,
+        headers: Mapping[str, str] | None,
+        retry_stale: bool = True,
+    ) -> tuple[int, bytes]:
+        answered = False
+        try:
+            async with session.post(url, data=body, headers=headers, skip_auto_headers=_SKIP) as response:
+                answered = True
+                return response.status, await response.read()
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            # A connection error is not a closed connection: the server is not listening.
+            closed = not isinstance(exc, aiohttp.ClientConnectorError)
+            if retry_stale and closed and not answered and _reused_connection.get():
+                raise _StaleConnection from None
+            raise BackendError(f"is unreachable ({type(exc).__name__})") from None
+        except aiohttp.ClientError as exc:
+            raise BackendError(f"is unreachable ({type(exc).__name__})") from None
 
     async def get_json(self, path: str, timeout: float | None = None) -> tuple[int, Any]:
         """GET `path` on the control pool: the status and the JSON body (None when not JSON). Raises
@@ -200,7 +210,7 @@ class PooledClient:
                 raw = await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BackendError(f"unreachable: {type(exc).__name__}") from None
+            raise BackendError(f"is unreachable ({type(exc).__name__})") from None
         try:
             return status, json.loads(raw) if raw else None
         except ValueError:

@@ -18,6 +18,7 @@ samples of an n > 1 request fresh rids of its own, so those are freed by the clo
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import uuid
@@ -34,6 +35,7 @@ from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_temp
 
 logger = logging.getLogger(__name__)
 
+_RID_PREFIX = f"retrostar-{uuid.uuid4().hex[:12]}"
 #: Readiness answers within this or counts as not ready (SGLang's /health_generate waits at least 1 s).
 READINESS_TIMEOUT_SECONDS = 5.0
 
@@ -72,6 +74,8 @@ class _HTTPBackend(Backend):
         self._generate_url = self._client.url(self.path)
         self._slots = asyncio.Semaphore(max_concurrency)
         self._discovery_lock = asyncio.Lock()
+        # Request ids: unique per process and request, cheaper than a uuid4 per pair.
+        self._rids = (f"{_RID_PREFIX}-{number}" for number in itertools.count())
 
     # -- what the server serves ------------------------------------------------------------------
 
@@ -165,7 +169,7 @@ class _HTTPBackend(Backend):
     ) -> list[Generation]:
         if self.served is None:
             await self._discover_before_use()
-        rid = rid or uuid.uuid4().hex
+        rid = rid or next(self._rids)
         headers = {ROUTING_KEY_HEADER: routing_key} if routing_key else None
         async with self._slots:
             # Rendered only now: the prompts of a large rerank are not all held at once.
