@@ -24,7 +24,7 @@ from retrostar_search.reranker import Candidate, Reranker
 from retrostar_search.scoring import Cascade
 from retrostar_search.tasks import DEFAULT_TASK, PRESETS
 from tests.conftest import SGLangRouter
-from tests.scripted_sglang import MODEL, ScriptedSGLangServer
+from tests.scripted_sglang import MODEL, ScriptedSGLangServer, free_port
 
 PROMPT = render_prompt(PRESETS["biology"], "why do leaves fall", "abscission layer [[retrostar:77]]")
 MANUAL = ("--policy", "manual", "--assignment-mode", "min_load", "--cb-failure-threshold", "3")
@@ -125,6 +125,16 @@ async def test_a_request_dropped_on_a_new_connection_is_not_sent_again(
     with pytest.raises(BackendError, match=r"unreachable \(ServerDisconnectedError\)"):
         await backend.generate(PROMPT, 1, SamplingParams())
     assert scripted_sglang.stats.calls["POST /generate"] == 1
+
+
+async def test_pairs_queued_behind_a_failed_discovery_do_not_ask_again(http_backends) -> None:
+    # A server that is down fails every pair at once, with one attempt to ask it, not one per pair (each
+    # could wait for a connect timeout).
+    backend = await http_backends(url=f"http://127.0.0.1:{free_port()}")
+    pairs = [backend.generate(prompt, 1, SamplingParams()) for prompt in prompts(20)]
+    failures = await asyncio.gather(*pairs, return_exceptions=True)
+    assert all(isinstance(failure, BackendError) and "unreachable" in str(failure) for failure in failures)
+    assert backend._failed_discoveries == 1
 
 
 # --- Cancellation frees the server's work ---------------------------------------------------------

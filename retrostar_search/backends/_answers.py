@@ -28,11 +28,11 @@ def sglang_generation(output: Mapping[str, Any]) -> Generation:
     meta = output.get("meta_info") or {}
     reason = meta.get("finish_reason")
     return Generation(
-        text=str(output["text"]),
-        finish_reason=finish_reason(reason.get("type") if isinstance(reason, Mapping) else reason),
-        prompt_tokens=_count(meta.get("prompt_tokens")),
-        completion_tokens=_count(meta.get("completion_tokens")),
-        cached_tokens=_count(meta.get("cached_tokens")),
+        str(output["text"]),
+        finish_reason(reason.get("type") if isinstance(reason, Mapping) else reason),
+        _count(meta.get("prompt_tokens")),
+        _count(meta.get("completion_tokens")),
+        _count(meta.get("cached_tokens")),
     )
 
 
@@ -69,4 +69,4 @@ def chat_generations(body: Mapping[str, Any]) -> list[Generation]:
 
 
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if type(value) is int else None

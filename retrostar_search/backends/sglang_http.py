@@ -74,6 +74,8 @@ class _HTTPBackend(Backend):
         self._generate_url = self._client.url(self.path)
         self._slots = asyncio.Semaphore(max_concurrency)
         self._discovery_lock = asyncio.Lock()
+        self._failed_discoveries = 0
+        self._discovery_error: BackendError | None = None
         # Request ids: unique per process and request, cheaper than a uuid4 per pair.
         self._rids = (f"{_RID_PREFIX}-{number}" for number in itertools.count())
 
@@ -104,12 +106,12 @@ class _HTTPBackend(Backend):
                 f"model {self.configured_model!r}: set --model to one of those, or leave it out to use "
                 "what the server serves"
             )
-        first = self.served is None or self.served != served
+        changed = self.served != served
         self.served = served
         self.model = served.identity or self.configured_model or DEFAULT_MODEL
         self.context_length = self._configured_context_length or served.context_length
-        self._adopt(served)
-        if first:
+        self._adopt(served, changed)
+        if changed:
             logger.info(
                 "the %s backend at %s (%s) serves %s; context length %s",
                 self.kind,
@@ -119,17 +121,24 @@ class _HTTPBackend(Backend):
                 self.context_length or "unknown (set --context-length)",
             )
 
-    def _adopt(self, served: ServedModel) -> None:
-        """Derive what depends on the served model (chat format, the name requests carry)."""
+    def _adopt(self, served: ServedModel, changed: bool) -> None:
+        """Derive what depends on the served model (the chat format); `changed`: not as last asked."""
 
     async def _discover_before_use(self) -> None:
         """The first request (or the first after the server went away) asks what the server serves. Cache
         keys computed before that named the model the backend assumed: if the server serves another, the
         pairs fail rather than have its scores kept under the wrong model."""
-        assumed = self.model
+        assumed, failures = self.model, self._failed_discoveries
         async with self._discovery_lock:
             if self.served is None:
-                await self._discover()
+                if self._failed_discoveries != failures and self._discovery_error is not None:
+                    raise self._discovery_error  # it failed while this pair waited: no better answer now
+                try:
+                    await self._discover()
+                except BackendError as exc:
+                    self._failed_discoveries += 1
+                    self._discovery_error = exc
+                    raise
         if self.model != assumed:
             raise BackendError(
                 f"the {self.kind} backend at {self.base_url} serves {self.model}, not {assumed} as assumed "
@@ -230,11 +239,11 @@ class SGLangGenerateBackend(_HTTPBackend):
         self._configured_chat_format = chat_format
         self.chat_format = chat_format or ChatFormat.QWEN3
 
-    def _adopt(self, served: ServedModel) -> None:
+    def _adopt(self, served: ServedModel, changed: bool) -> None:
         if self._configured_chat_format is not None:
             return
         derived = served.chat_format()
-        if derived is None and self.served is not served:
+        if derived is None and changed:
             logger.warning(
                 "the chat format of %s is not known; using %s (set --chat-format)",
                 self.model,
