@@ -1560,7 +1560,7 @@ def main() -> None:
     parser.add_argument(
         "--lean",
         action="store_true",
-        help="the lean server for benchmarks (LeanSGLangServer, flavour sglang)",
+        help="the lean server for benchmarks (LeanSGLangServer: flavour sglang, no capacity)",
     )
     parser.add_argument(
         "--timeout-keep-alive",
@@ -1583,7 +1583,6 @@ def main() -> None:
         return
     server = ScriptedSGLangServer(
         port=args.port,
-        lean=args.lean,
         latency=args.latency,
         flavor=args.flavor,
         served_model_name=args.served_model_name,

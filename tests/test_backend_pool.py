@@ -100,6 +100,13 @@ async def test_a_request_past_its_timeout_fails_and_is_aborted(scripted_sglang, 
         await backend.generate(prompt, 1, SamplingParams(), rid="slow-1")
     assert time.monotonic() - started < 1.0
     await until(lambda: scripted_sglang.stats.aborted == ["slow-1"])
+    # The same task cancelled later by someone else is cancelled, not timed out again.
+    this_task = asyncio.current_task()
+    assert this_task is not None
+    asyncio.get_running_loop().call_later(0.05, this_task.cancel)
+    with pytest.raises(asyncio.CancelledError):
+        await backend.generate(prompt, 1, SamplingParams(), rid="slow-2")
+    this_task.uncancel()
 
 
 async def test_a_pooled_connection_the_server_closed_is_sent_again_once(http_backends) -> None:

@@ -177,6 +177,7 @@ class PooledClient:
         finally:
             if watched is not None:
                 watched.discard(task)
+                self._expiry.expired.discard(task)  # the task may send more requests, not timed out
 
     async def _send(
         self,
