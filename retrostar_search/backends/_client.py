@@ -189,7 +189,7 @@ class PooledClient:
     ) -> tuple[int, bytes]:
         answered = False
         try:
-            async with session.post(url, data=body, headers=headers, skip_auto_headers=_SKIP) as response:
+            async with session.post(url, data=body, headers=headers) as response:
                 answered = True
                 return response.status, await response.read()
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
@@ -240,7 +240,3 @@ class PooledClient:
         for session in (self._session, self._control):
             if session is not None:
                 await session.close()
-
-
-# aiohttp adds Accept-Encoding and a User-Agent to every request; servers ignore both here.
-_SKIP = frozenset({"Accept-Encoding", "User-Agent"})
