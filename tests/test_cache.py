@@ -97,6 +97,15 @@ def test_an_evicted_score_takes_its_reasoning_along() -> None:
     assert memory.reasoning_entries == len(memory) < 50
 
 
+def test_cache_size_stays_an_entry_cap_and_zero_turns_the_cache_off() -> None:
+    capped = build_cache(RerankerSettings(cache_size=2))
+    assert capped is not None
+    for key in "abc":
+        capped.memory.put(key, SAMPLES)
+    assert len(capped) == 2
+    assert build_cache(RerankerSettings(cache_size=0)) is None
+
+
 def test_cache_needs_room() -> None:
     with pytest.raises(ValueError):
         MemoryCache(max_entries=0)

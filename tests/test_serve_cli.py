@@ -129,6 +129,59 @@ def test_serve_runs_a_real_connector(scripted_sglang: ScriptedSGLangServer) -> N
     assert "subprocess-key" not in output
 
 
+def test_pairs_answered_before_a_crash_are_cached_after_the_restart(
+    scripted_sglang: ScriptedSGLangServer, tmp_path: Path
+) -> None:
+    """The sqlite write completes before the answer leaves: a connector killed right after answering (no
+    shutdown, nothing flushed) restarts with every pair it answered."""
+    cache_path = tmp_path / "scores.sqlite"
+    body = {"query": "durable query", "documents": [f"durable document {number}" for number in range(20)]}
+
+    def answer_once() -> Any:
+        port = free_port()
+        command = [
+            str(Path(sys.executable).parent / "retrosearch"),
+            *(
+                "serve",
+                "--port",
+                str(port),
+                "--cache-path",
+                str(cache_path),
+                "--backend-url",
+                scripted_sglang.url,
+            ),
+        ]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            _wait_for(f"http://127.0.0.1:{port}/health", process)
+            return httpx.post(f"http://127.0.0.1:{port}/v1/rerank", json=body, timeout=30).json()
+        finally:
+            process.kill()
+            process.communicate(timeout=20)
+
+    first = answer_once()
+    second = answer_once()
+
+    assert first["meta"]["retrostar"]["pairs_scored"] == 20
+    assert second["meta"]["retrostar"]["cache_hits"] == 20
+    assert second["meta"]["retrostar"]["pairs_scored"] == 0
+    assert len(scripted_sglang.stats.prompts) == 20
+    assert second["results"] == first["results"]
+
+
+def test_cache_settings_take_sizes_and_never_echo_the_url(captured_run: dict[str, Any]) -> None:
+    assert ConnectorSettings(cache_bytes="16MiB", cache_reasoning_bytes="1.5MB").cache_bytes == 16 * 2**20
+    assert ConnectorSettings(cache_reasoning_bytes="1.5MB").cache_reasoning_bytes == 1_500_000
+    assert ConnectorSettings(cache_url="rediss://user:pw@cache:6380/1").cache_url is not None
+
+    result = invoke("serve", "--cache-url", "http://admin:topsecret@cache:6379")
+
+    assert result.exit_code == 2
+    assert "cache_url: expected a URL starting with redis://" in result.output
+    assert "topsecret" not in result.output
+    assert captured_run == {}
+
+
 # --- serve --workers ---------------------------------------------------------------------------------
 
 
