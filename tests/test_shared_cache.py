@@ -13,8 +13,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from retrostar_search.cache import RETRY_AFTER_SECONDS, cache_key
-from retrostar_search.cache._redis import KEY_PREFIX
+from retrostar_search.cache import REDIS_KEY_PREFIX, RETRY_AFTER_SECONDS, cache_key
 from tests.conftest import RedisServer
 from tests.scripted_sglang import ScriptedSGLangServer
 from tests.test_connector_api import metric_value
@@ -63,7 +62,8 @@ def test_entries_expire_after_the_ttl(
     rerank(client, query)
     settings = client.app.state.settings
     keys = [
-        KEY_PREFIX + cache_key(settings.model, settings.task_definition(), query, document, settings.samples)
+        REDIS_KEY_PREFIX
+        + cache_key(settings.model, settings.task_definition(), query, document, settings.samples)
         for document in DOCUMENTS
     ]
     ttls = [redis.Redis.from_url(redis_url).ttl(key) for key in keys]

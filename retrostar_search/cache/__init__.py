@@ -18,11 +18,12 @@ once per outage, and the rerank goes on with what the other layers know.
 
 from retrostar_search.cache._keys import cache_key
 from retrostar_search.cache._memory import MemoryCache
-from retrostar_search.cache._redis import RedisStore, redacted_url
+from retrostar_search.cache._redis import REDIS_KEY_PREFIX, RedisStore
 from retrostar_search.cache._score_cache import RETRY_AFTER_SECONDS, CacheObserver, ScoreCache, ScoreStore
 from retrostar_search.cache._sqlite import SqliteStore
 
 __all__ = [
+    "REDIS_KEY_PREFIX",
     "RETRY_AFTER_SECONDS",
     "CacheObserver",
     "MemoryCache",
@@ -31,5 +32,4 @@ __all__ = [
     "ScoreStore",
     "SqliteStore",
     "cache_key",
-    "redacted_url",
 ]

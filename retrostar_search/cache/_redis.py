@@ -18,7 +18,7 @@ from retrostar_search.scoring import Sample
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-KEY_PREFIX = "retrostar:score:"
+REDIS_KEY_PREFIX = "retrostar:score:"
 # Long enough for a loaded server on the same network, short enough that a dead one is noticed within a
 # rerank's deadline.
 _TIMEOUT_SECONDS = 0.5
@@ -54,7 +54,7 @@ class RedisStore:
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, tuple[Sample, ...]]:
         keys = list(keys)
-        values = await self._client.mget([KEY_PREFIX + key for key in keys])
+        values = await self._client.mget([REDIS_KEY_PREFIX + key for key in keys])
         return {
             key: decode_samples(value) for key, value in zip(keys, values, strict=True) if value is not None
         }
@@ -62,7 +62,7 @@ class RedisStore:
     async def put_many(self, entries: Mapping[str, tuple[Sample, ...]]) -> None:
         async with self._client.pipeline(transaction=False) as pipeline:
             for key, samples in entries.items():
-                pipeline.set(KEY_PREFIX + key, encode_samples(samples), ex=self.ttl_seconds)
+                pipeline.set(REDIS_KEY_PREFIX + key, encode_samples(samples), ex=self.ttl_seconds)
             await pipeline.execute()
 
     async def aclose(self) -> None:
