@@ -205,14 +205,8 @@ class PrecomputedBackend(Backend):
     def __init__(self, trajectories: Trajectories) -> None:
         self._trajectories = trajectories
 
-    async def generate(
-        self,
-        prompt: RenderedPrompt,
-        n: int,
-        params: SamplingParams,
-        *,
-        rid: str | None = None,
-        routing_key: str | None = None,
+    async def generate(  # rid and routing_key: nothing to route here
+        self, prompt: RenderedPrompt, n: int, params: SamplingParams, **request: str | None
     ) -> list[Generation]:
         return [Generation(self._trajectories.next()) for _ in range(n)]
 
