@@ -79,8 +79,12 @@ def test_search_answers_both_lists_and_the_rerank_is_logged_with_the_hits_ids(
         assert hit["rank"] == new_rank and hit["first_stage_rank"] == first_stage.index(hit["id"]) + 1
         assert hit["rank_change"] == hit["first_stage_rank"] - new_rank
         assert hit["retrostar_score"] == scripted_score(hit["id"])
-        assert hit["samples"] == [{"score": scripted_score(hit["id"]), "parsed": True}]
-        assert "Relevance Annotation" in hit["explanation"]
+        explanation = hit["explanation"]
+        assert explanation["score"] == scripted_score(hit["id"])
+        [sample] = explanation["samples"]
+        assert sample["score"] == scripted_score(hit["id"]) and sample["finish_reason"] == "stop"
+        assert "Relevance Annotation" in sample["reasoning"] and "<score>" not in sample["reasoning"]
+    assert answer["degraded"] is False and answer["rerank"]["status"] == "complete"
     assert all(hit["explanation"] is None for hit in answer["first_stage"])
 
     [event] = [event for event in events["events"] if event["request_id"] == answer["request_id"]]

@@ -164,7 +164,11 @@ def test_search_command_through_the_pipeline_with_explanations(
     assert result["path"] == "pipeline"
     assert [hit["id"] for hit in result["reranked"]] == ["volcano-7", "pigments-3", "pigments-4"]
     assert [hit["retrostar_score"] for hit in result["reranked"]] == pytest.approx([99, 91, 77], abs=1e-3)
-    assert all("Query Analysis" in hit["explanation"] for hit in result["reranked"])
+    for hit in result["reranked"]:
+        (sample,) = hit["explanation"]["samples"]
+        assert "Query Analysis" in sample["reasoning"] and "<score>" not in sample["reasoning"]
+        assert sample["score"] == round(hit["retrostar_score"])
+    assert result["degraded"] is False and result["rerank"]["status"] == "complete"
     assert len(result["first_stage"]) == SIZE
 
 
