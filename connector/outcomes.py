@@ -27,8 +27,9 @@ class RerankOutcome(BaseModel):
 
     request_id: str = Field(description="The rerank's request id (its log line and rerank-log event).")
     documents: int
-    unscored: int = Field(description="Documents left without a score.")
-    reason: str | None = Field(description="Why documents went unscored; null when none did.")
+    unscored: int = Field(description="Documents left without a score (a failure's, or the cascade's).")
+    degraded: bool = Field(description="true: a failure (backend, deadline) left documents unscored.")
+    reason: str | None = Field(description="Why a failure left documents unscored; null when none did.")
     unscored_documents: list[str] = Field(
         default_factory=list,
         description="Digests of the unscored documents' texts when some, not all, went unscored.",
@@ -57,6 +58,7 @@ class RecentOutcomes:
             request_id=request_id,
             documents=len(candidates),
             unscored=unscored,
+            degraded=result.degraded,
             reason=reason,
             unscored_documents=sorted(
                 {document_digest(doc.candidate.text) for doc in result.ranking if not doc.scored}

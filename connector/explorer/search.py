@@ -59,7 +59,8 @@ async def explore_search(
     async with service.gate.admit():
         result = await service.rerank(request, request_id, received_at=searched)
     answer["timings_ms"]["rerank"] = _ms(time.perf_counter() - searched)
-    status = RerankStatus(len(first_stage), result.unscored, degradation_reason(result), request_id)
+    failed = result.unscored if result.degraded else 0  # the cascade's unscored documents are no failure
+    status = RerankStatus(len(first_stage), failed, degradation_reason(result), request_id)
     answer["degraded"] = status.degraded
     answer["rerank"] = {**status.to_dict(), "message": status.describe()}
     answer["cache_hits"] = result.cache_hits

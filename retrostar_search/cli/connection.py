@@ -32,7 +32,7 @@ from rich.console import Console
 from retrostar_search.cli.errors import fail
 from retrostar_search.cli.options import set_signature
 from retrostar_search.engines.connection import DEFAULT_URLS, Engine, EngineConnection, ServiceConnection
-from retrostar_search.engines.errors import Problem, engine_errors, failure_problem, http_status
+from retrostar_search.engines.errors import engine_errors, http_status
 
 R = TypeVar("R")
 
@@ -174,10 +174,11 @@ def open_engine(console: Console, connection: EngineConnection) -> Any:
     and says so the one way `fail` says it."""
     client = connection.client()
     try:
-        client.info()
+        # Elasticsearch's integration-test distribution has no `GET /` (its rest-root module is left out).
+        client.info() if connection.engine is Engine.OPENSEARCH else client.cluster.health()
     except engine_errors() as error:
-        # Any other answer means the engine is there (Elasticsearch's integration-test distribution has no
-        # `GET /`: its rest-root module is left out): the command's own calls say what else is wrong.
-        if failure_problem(error) is not Problem.OTHER or not isinstance(http_status(error), int):
+        # Any answer but a refused login means the engine is there (a user without the right to this one
+        # call gets 403): the command's own calls say what else is wrong.
+        if http_status(error) in (None, 401):
             fail(console, error, connection=connection)
     return client

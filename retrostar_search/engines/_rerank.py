@@ -228,7 +228,7 @@ def verify_pipeline_rerank(
                 if outcome.unscored < documents
                 else set(texts)
             )
-            return RerankStatus(documents, outcome.unscored, outcome.reason, outcome.request_id), unscored
+            return RerankStatus(documents, outcome.failed, outcome.reason, outcome.request_id), unscored
     if all(hit.retrostar_score == 0 for hit in reranked):
         reason = f"every score is 0.0, which is how a rerank that scored nothing comes back ({problem})"
         return RerankStatus(documents, documents, reason, verified=False), {hit.id for hit in reranked}

@@ -48,7 +48,8 @@ class RerankAnswer:
 
     @property
     def unscored(self) -> int:
-        return sum(not score.scored for score in self.scores)
+        """Candidates a failure left unscored (the cascade's unscored ones do not count)."""
+        return sum(not score.scored for score in self.scores) if self.degraded else 0
 
 
 @dataclass(frozen=True)
@@ -96,13 +97,20 @@ class ConnectorReadiness:
 @dataclass(frozen=True)
 class RerankOutcome:
     """How one rerank went, as the connector remembers it: `unscored` of `documents` left without a score,
-    why, and which (`unscored_digests`, by `document_digest`; empty when none or all were)."""
+    which (`unscored_digests`, by `document_digest`; empty when none or all were), whether a failure did it
+    (`degraded`, else the cascade) and why."""
 
     request_id: str
     documents: int
     unscored: int
+    degraded: bool = False
     reason: str | None = None
     unscored_digests: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def failed(self) -> int:
+        """Documents a failure left unscored."""
+        return self.unscored if self.degraded else 0
 
 
 class ConnectorClient:
@@ -225,6 +233,7 @@ class ConnectorClient:
             request_id=str(body.get("request_id", "")),
             documents=int(body.get("documents", 0)),
             unscored=int(body.get("unscored", 0)),
+            degraded=bool(body.get("degraded", False)),
             reason=body.get("reason"),
             unscored_digests=frozenset(body.get("unscored_documents") or ()),
         )

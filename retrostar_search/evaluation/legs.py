@@ -111,7 +111,7 @@ class ConnectorLeg:
         return RerankOutcome(
             ranking=[hits[score.index].id for score in answer.scores],
             degraded=answer.degraded,
-            unscored=answer.unscored if answer.degraded else 0,
+            unscored=answer.unscored,
             reason=answer.reason,
         )
 
