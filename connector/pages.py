@@ -22,6 +22,7 @@ DOCS_PATH = "/docs"
 REDOC_PATH = "/redoc"
 ASSETS_PATH = "/docs/assets"
 ASSETS_DIR = Path(str(files("fastapi_offline") / "static"))
+FAVICON = f"{ASSETS_PATH}/favicon.png"
 
 # The home page runs no script and loads only its own inline style.
 _HOME_HEADERS = {
@@ -36,16 +37,19 @@ def install_pages(app: FastAPI, *, explorer: bool) -> None:
     """Add `/`, `/docs`, `/redoc` and their assets to an app created with docs_url=None, redoc_url=None."""
     app.mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
 
+    def url(request: Request, path: str) -> str:
+        # Behind a proxy that serves the connector under a prefix, every URL the pages load carries it.
+        return f"{request.scope.get('root_path', '')}{path}"
+
     @app.get(DOCS_PATH, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
         return get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
+            openapi_url=url(request, str(app.openapi_url)),
             title=f"{app.title} - API docs",
-            oauth2_redirect_url=f"{root}{DOCS_PATH}/oauth2-redirect",
-            swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+            oauth2_redirect_url=url(request, f"{DOCS_PATH}/oauth2-redirect"),
+            swagger_js_url=url(request, f"{ASSETS_PATH}/swagger-ui-bundle.js"),
+            swagger_css_url=url(request, f"{ASSETS_PATH}/swagger-ui.css"),
+            swagger_favicon_url=url(request, FAVICON),
         )
 
     @app.get(f"{DOCS_PATH}/oauth2-redirect", include_in_schema=False)
@@ -54,14 +58,12 @@ def install_pages(app: FastAPI, *, explorer: bool) -> None:
 
     @app.get(REDOC_PATH, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
+        script, favicon = url(request, f"{ASSETS_PATH}/redoc.standalone.js"), url(request, FAVICON)
+        openapi = url(request, str(app.openapi_url))
         return get_redoc_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{ASSETS_PATH}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+            openapi_url=openapi, title=f"{app.title} - ReDoc", redoc_js_url=script, redoc_favicon_url=favicon,
             with_google_fonts=False,
-        )
+        )  # fmt: skip
 
     @app.get("/", include_in_schema=False)
     async def home() -> HTMLResponse:

@@ -157,11 +157,9 @@ class PlainProgress:
         clock: Callable[[], float] = time.monotonic,
         units: Units = INDEXING,
     ) -> None:
-        self.stream = stream
-        self.total = total
+        self.stream, self.total, self.units = stream, total, units
         self.interval = interval
         self.clock = clock
-        self.units = units
         self.done = 0
         self.started = clock()
         self.next_line = self.started + interval

@@ -70,7 +70,7 @@ def test_serve_prints_who_scores_and_where_everything_is_before_it_starts(
     result = invoke(
         "serve", "--port", "8123", "--backend-url", "http://user:backend-pass@gpu-host:30000",
         "--api-key", "serve-secret", "--task", "biology", "--cascade", "10@1,3@4",
-        "--cache-path", "/tmp/scores.sqlite", "--explore-url", "http://127.0.0.1:9200",
+        "--cache-path", "/tmp/scores.sqlite", "--explore", "--explore-url", "http://127.0.0.1:9200",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     banner = dict(

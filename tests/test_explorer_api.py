@@ -158,7 +158,7 @@ def test_a_rerank_that_scored_nothing_says_so_with_the_reason_and_each_hit_why(
     scripted_sglang: ScriptedSGLangServer,
 ) -> None:
     scripted_sglang.script(answers=lambda pair: Failure(503))
-    client = connector_client(explore_url=opensearch_url, task="biology")
+    client = connector_client(explore=True, explore_url=opensearch_url, task="biology")
 
     config = client.get("/explore/api/config").json()
     assert config["task"] == PRESETS["biology"].model_dump() and config["backend"] == "sglang"
@@ -180,7 +180,7 @@ def test_a_rerank_that_scored_nothing_says_so_with_the_reason_and_each_hit_why(
 def test_documents_the_cascade_leaves_out_say_so_and_the_rerank_is_not_degraded(
     connector_client: ClientFactory, opensearch_url: str, corpus_index: str
 ) -> None:
-    client = connector_client(explore_url=opensearch_url, cascade="2@1")
+    client = connector_client(explore=True, explore_url=opensearch_url, cascade="2@1")
     answer = client.get(
         "/explore/api/search", params={"q": QUERY, "index": corpus_index, "candidates": 5}
     ).json()

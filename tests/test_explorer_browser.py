@@ -200,7 +200,7 @@ def test_a_rerank_that_scored_nothing_says_so_and_each_hit_says_why_under_the_ta
     scripted_sglang: ScriptedSGLangServer,
 ) -> None:
     scripted_sglang.script(answers=lambda pair: Failure(503))
-    server = connector_server(explore_url=opensearch_url, task="biology")
+    server = connector_server(explore=True, explore_url=opensearch_url, task="biology")
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{server.url}/explore")
 

@@ -272,7 +272,11 @@ def _pipeline_outcome(
             if connector is None:
                 notes.append("no explanations: the pipeline's connector is not known")
             else:
-                kept = attach_explanations(kept, query, connector, ranked_fields, task)
+                # The search is done: explanations that cannot be had are a note, not a failure.
+                try:
+                    kept = attach_explanations(kept, query, connector, ranked_fields, task)
+                except SearchError as error:
+                    notes.append(f"no explanations: {error}")
     finally:
         if connector is not None:
             connector.close()

@@ -5,7 +5,7 @@ search pipeline asked for went)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import httpx
@@ -60,10 +60,12 @@ class ConnectorReadiness:
     url: str
     reachable: bool
     ready: bool = False
+    # Who scores, as /ready reports it (also when the backend is not ready).
     backend: str | None = None
     model: str | None = None
     task: TaskDefinition | None = None
-    cascade: str | None = None
+    cascade: str | None = None  # "all@1": one sample per document
+    # Why it is not reachable or not ready, and what to try.
     problem: str | None = None
     hint: str | None = None
 
@@ -82,16 +84,8 @@ class ConnectorReadiness:
         return {CPU_BACKEND: "fallback", None: "score"}.get(self.backend, "Retro*")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "reachable": self.reachable,
-            "ready": self.ready,
-            "backend": self.backend,
-            "model": self.model,
-            "task": None if self.task is None else self.task.model_dump(),
-            "cascade": self.cascade,
-            "problem": self.problem,
-        }
+        view = {field.name: getattr(self, field.name) for field in fields(self) if field.name != "hint"}
+        return {**view, "task": None if self.task is None else self.task.model_dump()}
 
 
 @dataclass(frozen=True)
@@ -163,11 +157,6 @@ class ConnectorClient:
             return replace(readiness, problem=str(message))
         return readiness
 
-    def backend_kind(self) -> str | None:
-        """The connector's backend ("sglang", "openai", "engine", "cpu") as its /ready reports it; None when
-        the connector does not answer. Lets output say when scores come from the CPU fallback, not Retro*."""
-        return self.readiness().backend
-
     def rerank(
         self,
         query: str,
@@ -233,7 +222,8 @@ class ConnectorClient:
             request_id=str(body.get("request_id", "")),
             documents=int(body.get("documents", 0)),
             unscored=int(body.get("unscored", 0)),
-            degraded=bool(body.get("degraded", False)),
+            # A connector that does not say counts every unscored document as a failure.
+            degraded=bool(body.get("degraded", int(body.get("unscored", 0)) > 0)),
             reason=body.get("reason"),
             unscored_digests=frozenset(body.get("unscored_documents") or ()),
         )

@@ -7,7 +7,7 @@ and `retrosearch doctor` walks the same chain link by link.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,24 +75,12 @@ def read_pipeline_wiring(ml: MLCommons, pipeline: str) -> PipelineWiring:
     """Walk the chain on the cluster; an ML Commons error keeps its own message (and status), a broken
     link raises PipelineWiringError naming it."""
     processor = rerank_processor(pipeline, ml.get_pipeline(pipeline))
-    try:
-        model = ml.get_model(processor.model_id)
-    except MLCommonsError as error:
-        if error.status == 404:
-            raise PipelineWiringError(
-                f"the pipeline's model {processor.model_id} does not exist", "model"
-            ) from None
-        raise
+    model = _existing(ml.get_model, processor.model_id, f"the pipeline's model {processor.model_id}", "model")
     connector_id = model.get("connector_id")
     if connector_id:
-        try:
-            connector = ml.get_connector(str(connector_id))
-        except MLCommonsError as error:
-            if error.status == 404:
-                raise PipelineWiringError(
-                    f"the model's connector {connector_id} does not exist", "connector"
-                ) from None
-            raise
+        connector = _existing(
+            ml.get_connector, str(connector_id), f"the model's connector {connector_id}", "connector"
+        )
     else:
         connector = model.get("connector") or {}
     return PipelineWiring(
@@ -102,6 +90,16 @@ def read_pipeline_wiring(ml: MLCommons, pipeline: str) -> PipelineWiring:
         connector_id=str(connector_id) if connector_id else None,
         rerank_url=_predict_url(connector, processor.model_id),
     )
+
+
+def _existing(read: Callable[[str], dict[str, Any]], object_id: str, what: str, link: str) -> dict[str, Any]:
+    """`read(object_id)`; a 404 is the broken `link` of the chain, named as `what`."""
+    try:
+        return read(object_id)
+    except MLCommonsError as error:
+        if error.status == 404:
+            raise PipelineWiringError(f"{what} does not exist", link) from None
+        raise
 
 
 def _predict_url(connector: Mapping[str, Any], model_id: str) -> str:
