@@ -32,6 +32,7 @@ from tests.scripted_sglang import ScriptedSGLangServer, free_port
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
+    from playwright.sync_api import Browser
 
 
 # ------------------------------------------------------------------------------------------------
@@ -495,4 +496,51 @@ def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 
 # ------------------------------------------------------------------------------------------------
 # End of: the shared score cache
+# ------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------
+# Headless Chromium for the browser tests (tests/test_explorer_browser.py)
+#
+# Debian's `chromium` package driven by Playwright; Playwright's own browser downloads are neither used nor
+# reachable. Missing on CI is a failure (.ci/run installs it), elsewhere a skip.
+# ------------------------------------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Playwright's own browser downloads are not used (nor reachable here): Debian's package is.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{CHROMIUM} is missing on CI: .ci/run installs the Debian package 'chromium'")
+    pytest.skip(f"no headless Chromium at {CHROMIUM} (apt-get install chromium); CI installs it")
+
+
+@pytest.fixture
+def browser(chromium: Path) -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True
+        )
+        yield launched
+        launched.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# End of: headless Chromium
 # ------------------------------------------------------------------------------------------------

@@ -21,13 +21,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
 import typer
 from pydantic import BaseModel, ByteSize, SecretStr, ValidationError
+from rich.console import Console
 from rich.markup import escape
 
 from connector.explorer.settings import ExplorerSettings
 from connector.settings import ENV_PREFIX, ConnectorSettings, LimitSettings, ServerSettings
+from retrostar_search.cli.errors import mask_url_credentials
 from retrostar_search.cli.options import set_signature
 from retrostar_search.rerank_log.settings import RerankLogSettings
-from retrostar_search.settings import BackendSettings, ScoringSettings, TaskSettings
+from retrostar_search.scoring import Cascade, UnparsedPolicy
+from retrostar_search.settings import BackendKind, BackendSettings, ScoringSettings, TaskSettings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -59,6 +62,8 @@ def serve(**given: Any) -> None:
     from connector.app import create_app
 
     _configure_logging(settings)
+    # What is about to run, before uvicorn's own lines: the settings that decide what a score means.
+    Console(stderr=True, highlight=False, soft_wrap=True).print(escape(startup_banner(settings)))
     if settings.api_key is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning(
             "serving on %s without an API key: anyone who reaches it can use the GPU", settings.host
@@ -134,6 +139,67 @@ def _worker_metrics_folder() -> Iterator[None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def startup_banner(settings: ConnectorSettings) -> str:
+    """Who scores, under which task, and where everything is: the lines `serve` prints on start-up. No
+    secret is in them, nor the credentials of a URL."""
+    base = f"http://{_url_host(settings.host)}:{settings.port}"
+    if settings.backend is BackendKind.CPU:
+        backend = "cpu: a lexical fallback, NOT Retro* (for plumbing only)"
+    elif settings.backend is BackendKind.ENGINE:
+        backend = f"engine: sglang.Engine in this process, tp {settings.tp_size}"
+    else:
+        backend = f"{settings.backend.value} at {mask_url_credentials(settings.backend_url)}"
+    task = settings.task_definition()
+    cache = "off"
+    if settings.cache_size != 0:
+        layers = [f"memory {settings.cache_bytes.human_readable()}"]
+        if settings.cache_path is not None:
+            layers.append(f"sqlite {settings.cache_path}")
+        if settings.cache_url is not None:
+            layers.append(f"shared {mask_url_credentials(settings.cache_url.get_secret_value())}")
+        cache = " + ".join(layers)
+    explorer = "off"
+    if settings.explore:
+        searched = settings.explorer_connection()
+        explorer = (
+            f"{base}/explore (searches {searched.engine.value} {mask_url_credentials(searched.resolved_url)})"
+        )
+    log = "off"
+    if settings.log_enabled:
+        log = f"{settings.log_engine.value} {mask_url_credentials(settings.log_url or '')}, indices {settings.log_index}-*"
+    deadline = f"{settings.deadline:g} s" if settings.deadline else "none"
+    lines = [
+        ("backend", backend),
+        ("model", settings.model),
+        ("task", f"{task.name}: {task.relevance_definition}"),
+        (
+            "scoring",
+            f"{_scoring(settings.cascade_plan())}; a sample without a score counts as "
+            f"{'0' if settings.unparsed is UnparsedPolicy.ZERO else 'nothing (skip)'}",
+        ),
+        ("deadline", f"{deadline}{', strict' if settings.strict else ''}"),
+        ("auth", "API key required" if settings.api_key is not None else "off: no API key"),
+        ("cache", cache),
+        ("explorer", explorer),
+        ("rerank log", log),
+        ("docs", f"{base}/docs"),
+    ]
+    width = max(len(name) for name, _ in lines)
+    body = "\n".join(f"  {name.ljust(width)}  {value}" for name, value in lines)
+    return f"Retro* rerank connector on {base}\n{body}"
+
+
+def _scoring(cascade: Cascade) -> str:
+    (first, *later) = cascade.stages
+    if not later and first.candidates is None:
+        return f"{first.samples} sample{'s' if first.samples != 1 else ''} per document (mean score)"
+    return f"cascade {cascade} (candidates@samples per stage)"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def setting_options() -> list[inspect.Parameter]:
     """One `--option` per ConnectorSettings field, typed like it, documented by its description."""
     options = [
@@ -178,7 +244,8 @@ def _help(setting: str) -> str:
     # The description lives on the setting, so the CLI, the env and the config file document it once.
     field = ConnectorSettings.model_fields[setting]
     default = "" if field.default is None else f" [default: {field.default}]"
-    return escape(f"{field.description}{default} [env: {ENV_PREFIX}{setting.upper()}]")  # rich markup
+    # typer's own style for an option's variable (serve reads the variables through the settings, not typer)
+    return escape(f"{field.description}{default} [env var: {ENV_PREFIX}{setting.upper()}]")  # rich markup
 
 
 def _given_or_none(annotation: Any) -> Any:
