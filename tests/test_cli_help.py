@@ -85,7 +85,9 @@ def test_serve_prints_who_scores_and_where_everything_is_before_it_starts(
     assert banner["task"] == f"biology: {PRESETS['biology'].relevance_definition}"
     assert banner["scoring"].startswith("cascade 10@1,3@4")
     assert banner["auth"] == "API key required"
-    assert banner["cache"] == "memory 64.0MiB + sqlite /tmp/scores.sqlite + shared redis://***@cache-host:6379/0"
+    assert (
+        banner["cache"] == "memory 64.0MiB + sqlite /tmp/scores.sqlite + shared redis://***@cache-host:6379/0"
+    )
     assert banner["explorer"] == "http://127.0.0.1:8123/explore (searches opensearch http://127.0.0.1:9200)"
     assert banner["docs"] == "http://127.0.0.1:8123/docs"
     assert "backend-pass" not in result.output + result.stderr
