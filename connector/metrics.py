@@ -58,6 +58,52 @@ class ConnectorMetrics:
             "Documents answered without a score because of a degraded rerank.",
             registry=self.registry,
         )
+        self.samples = Counter(
+            "retrosearch_samples",
+            "Samples the model generated, by finish reason (stop, length or abort).",
+            ["finish_reason"],
+            registry=self.registry,
+        )
+        self.unparsed_samples = Counter(
+            "retrosearch_unparsed_samples",
+            "Samples without a score (cut at the token limit or no <score>): counted per the unparsed "
+            "policy, never cached.",
+            registry=self.registry,
+        )
+        self.truncated_documents = Counter(
+            "retrosearch_truncated_documents",
+            "Documents cut to fit the served context (or a set budget).",
+            registry=self.registry,
+        )
+        self.retried_pairs = Counter(
+            "retrosearch_retried_pairs",
+            "Pairs sent a second time after a failed request or an aborted generation.",
+            registry=self.registry,
+        )
+        self.aborted_pairs = Counter(
+            "retrosearch_aborted_pairs",
+            "Pairs left unscored because the server aborted their generation twice.",
+            registry=self.registry,
+        )
+        self.inflight_joins = Counter(
+            "retrosearch_inflight_joins",
+            "Pairs a rerank took from another rerank that was already scoring them.",
+            registry=self.registry,
+        )
+        self.deadline_pairs = Counter(
+            "retrosearch_deadline_pairs",
+            "Pairs still being generated when a deadline passed, by what became of them (aborted, or "
+            "finishing in the background).",
+            ["action"],
+            registry=self.registry,
+        )
+        self.background_pairs = Counter(
+            "retrosearch_background_pairs",
+            "Pairs finished in the background after a deadline, by outcome (cached, or not_cached: failed "
+            "or without a cacheable score).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.model_seconds = Histogram(
             "retrosearch_model_duration_seconds",
             "Time a rerank spent waiting for the backend.",
@@ -74,9 +120,21 @@ class ConnectorMetrics:
         self.cache_hits.inc(result.cache_hits)
         self.backend_errors.inc(result.backend_errors)
         self.model_seconds.observe(result.model_seconds)
+        for finish_reason, count in result.finish_reasons.items():
+            self.samples.labels(finish_reason.value).inc(count)
+        self.unparsed_samples.inc(result.unparsed_samples)
+        self.truncated_documents.inc(result.truncated_documents)
+        self.retried_pairs.inc(result.retried_pairs)
+        self.aborted_pairs.inc(result.aborted_pairs)
+        self.inflight_joins.inc(result.inflight_joins)
+        self.deadline_pairs.labels("aborted").inc(result.deadline_aborted)
+        self.deadline_pairs.labels("finishing").inc(result.deadline_finishing)
         if result.degraded:
             self.degraded.labels("deadline" if result.deadline_exceeded else "backend_error").inc()
             self.unscored.inc(result.unscored)
+
+    def record_background_finish(self, cached: bool) -> None:
+        self.background_pairs.labels("cached" if cached else "not_cached").inc()
 
 
 class RequestMetricsMiddleware:

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from retrostar_search.reranker import Candidate
+from retrostar_search.reranker import Candidate, Unscored
+from retrostar_search.scoring import FinishReason
 
 
 def _document_text(value: Any) -> Any:
@@ -181,15 +182,30 @@ class AnyRerankRequest(RerankRequestBase):
 
 
 class SampleExplanation(BaseModel):
-    score: int | None = Field(description="The sample's <score>, clipped to 0..100; null when none parsed.")
+    score: int | None = Field(
+        description="The sample's <score>, clipped to 0..100; null when none parsed (always null unless "
+        "finish_reason is stop)."
+    )
     parsed: bool
     text: str = Field(description="The generated reasoning.")
+    finish_reason: FinishReason = Field(
+        description="stop: the model ended its answer; length: cut at the token limit (counted per the "
+        "unparsed policy); abort: stopped by the server (the pair is unscored after one retry)."
+    )
 
 
 class Explanation(BaseModel):
     score: float | None = Field(description="Retro* score on 0..100 (mean of the samples); null: unscored.")
     cached: bool = Field(description="Served from the score cache.")
     samples: list[SampleExplanation]
+    truncated: bool = Field(description="The document was cut to fit the served context (or a set budget).")
+    stage: int | None = Field(
+        description="The cascade stage (1-based) whose samples gave the score; null when unscored."
+    )
+    unscored_reason: Unscored | None = Field(
+        description="Why there is no score: deadline, backend_error, aborted (the server aborted the "
+        "generation twice), not_planned (beyond the cascade's first stage) or no_parsed_sample."
+    )
 
 
 class ResultDocument(BaseModel):
@@ -198,7 +214,13 @@ class ResultDocument(BaseModel):
 
 class CohereRerankResult(BaseModel):
     index: int = Field(description="Position of the document in the request.")
-    relevance_score: float = Field(description="Retro* score / 100; 0.0 for an unscored document.")
+    relevance_score: float = Field(
+        description="Retro* score / 100 (with a cascade: (stage - 1 + score / 100) / stages, so promoted "
+        "documents sort first); 0.0 for an unscored document."
+    )
+    retrostar_score: float | None = Field(
+        default=None, description="The Retro* score on 0..100 (the mean of the samples); null: unscored."
+    )
     scored: bool = Field(
         description="false: no score (backend failure, deadline, outside the cascade's first stage, or no "
         "parsed sample with --unparsed skip)."
@@ -215,9 +237,18 @@ class RerankStats(BaseModel):
     pairs_scored: int = Field(description="(query, document) pairs the model scored for this request.")
     cache_hits: int
     unscored: int = Field(description="Documents left without a score.")
-    backend_errors: int
+    backend_errors: int = Field(description="Pairs whose request failed or was aborted, once retried.")
     deadline_exceeded: bool
     model_seconds: float
+    retried_pairs: int = Field(description="Pairs sent a second time (a failed request or an abort).")
+    unparsed_samples: int = Field(
+        description="Samples without a score (cut at the token limit, or no <score>): counted per the "
+        "unparsed policy, never cached."
+    )
+    truncated_documents: int = Field(description="Documents cut to fit the served context (or a set budget).")
+    query_truncated: bool = Field(
+        description="The query was cut (once, for every document) to leave the documents half the context."
+    )
 
 
 class RerankMeta(BaseModel):
@@ -238,7 +269,7 @@ class CohereRerankResponse(BaseModel):
 
 class TEIRank(BaseModel):
     index: int
-    score: float
+    score: float = Field(description="The same as Cohere's relevance_score.")
     scored: bool
     text: str | None = None
     explanation: Explanation | None = None

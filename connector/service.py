@@ -36,6 +36,7 @@ class RerankService:
         self.gate = RequestGate(settings.max_concurrent_requests)
         self.default_task = settings.task_definition()
         metrics.track_in_flight(lambda: self.gate.in_flight)
+        reranker.on_background_finish = metrics.record_background_finish
 
     @property
     def model(self) -> str:

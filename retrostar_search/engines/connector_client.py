@@ -23,10 +23,17 @@ class RerankScore:
     relevance_score: float
     scored: bool
     explanation: str | None = None
+    #: The Retro* score the connector reports; connectors without the field imply relevance_score x 100.
+    reported_score: float | None = None
 
     @property
     def retrostar_score(self) -> float | None:
-        return self.relevance_score * RELEVANCE_SCALE if self.scored else None
+        if not self.scored:
+            return None
+        # With a cascade relevance_score is banded by stage: only the reported score is Retro*'s own.
+        return (
+            self.reported_score if self.reported_score is not None else self.relevance_score * RELEVANCE_SCALE
+        )
 
 
 class ConnectorClient:
@@ -97,6 +104,7 @@ class ConnectorClient:
                 relevance_score=float(result["relevance_score"]),
                 scored=bool(result.get("scored", True)),
                 explanation=_reasoning(result.get("explanation")),
+                reported_score=_optional_float(result.get("retrostar_score")),
             )
             for result in results
         ]
@@ -127,3 +135,7 @@ def _error_message(response: httpx.Response) -> str:
     if isinstance(body, dict):
         return str(body.get("message") or body.get("detail") or body)[:300]
     return str(body)[:300]
+
+
+def _optional_float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
