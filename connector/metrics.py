@@ -14,6 +14,35 @@ from retrostar_search.reranker import RerankResult
 # From a cached 10-document rerank (milliseconds) to a request that runs into Elasticsearch's 30 s limit.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 25, 30, 60)
 _UNMATCHED_ROUTE = "unmatched"  # unknown paths share one label, so scanners cannot grow the series
+# RerankResult's counts that /metrics adds up as they are: the attribute, the metric, its help.
+_RESULT_COUNTERS = (
+    (
+        "unparsed_samples",
+        "retrosearch_unparsed_samples",
+        "Samples without a score (cut at the token limit or no <score>): counted per the unparsed policy, "
+        "never cached.",
+    ),
+    (
+        "truncated_documents",
+        "retrosearch_truncated_documents",
+        "Documents cut to fit the served context (or a set budget).",
+    ),
+    (
+        "retried_pairs",
+        "retrosearch_retried_pairs",
+        "Pairs sent a second time after a failed request or an aborted generation.",
+    ),
+    (
+        "aborted_pairs",
+        "retrosearch_aborted_pairs",
+        "Pairs left unscored because the server aborted their generation twice.",
+    ),
+    (
+        "inflight_joins",
+        "retrosearch_inflight_joins",
+        "Pairs a rerank took from another rerank that was already scoring them.",
+    ),
+)
 
 
 class ConnectorMetrics:
@@ -64,36 +93,14 @@ class ConnectorMetrics:
             ["finish_reason"],
             registry=self.registry,
         )
-        self.unparsed_samples = Counter(
-            "retrosearch_unparsed_samples",
-            "Samples without a score (cut at the token limit or no <score>): counted per the unparsed "
-            "policy, never cached.",
-            registry=self.registry,
-        )
-        self.truncated_documents = Counter(
-            "retrosearch_truncated_documents",
-            "Documents cut to fit the served context (or a set budget).",
-            registry=self.registry,
-        )
-        self.retried_pairs = Counter(
-            "retrosearch_retried_pairs",
-            "Pairs sent a second time after a failed request or an aborted generation.",
-            registry=self.registry,
-        )
-        self.aborted_pairs = Counter(
-            "retrosearch_aborted_pairs",
-            "Pairs left unscored because the server aborted their generation twice.",
-            registry=self.registry,
-        )
-        self.inflight_joins = Counter(
-            "retrosearch_inflight_joins",
-            "Pairs a rerank took from another rerank that was already scoring them.",
-            registry=self.registry,
-        )
+        self.result_counters = {
+            attribute: Counter(name, description, registry=self.registry)
+            for attribute, name, description in _RESULT_COUNTERS
+        }
         self.deadline_pairs = Counter(
             "retrosearch_deadline_pairs",
-            "Pairs still being generated when a deadline passed, by what became of them (aborted, or "
-            "finishing in the background).",
+            "Pairs still being generated when a deadline passed, by what was done (--on-deadline: abort, "
+            "or finish in the background).",
             ["action"],
             registry=self.registry,
         )
@@ -122,13 +129,10 @@ class ConnectorMetrics:
         self.model_seconds.observe(result.model_seconds)
         for finish_reason, count in result.finish_reasons.items():
             self.samples.labels(finish_reason.value).inc(count)
-        self.unparsed_samples.inc(result.unparsed_samples)
-        self.truncated_documents.inc(result.truncated_documents)
-        self.retried_pairs.inc(result.retried_pairs)
-        self.aborted_pairs.inc(result.aborted_pairs)
-        self.inflight_joins.inc(result.inflight_joins)
-        self.deadline_pairs.labels("aborted").inc(result.deadline_aborted)
-        self.deadline_pairs.labels("finishing").inc(result.deadline_finishing)
+        for attribute, counter in self.result_counters.items():
+            counter.inc(getattr(result, attribute))
+        for action, count in result.deadline_pairs.items():
+            self.deadline_pairs.labels(action.value).inc(count)
         if result.degraded:
             self.degraded.labels("deadline" if result.deadline_exceeded else "backend_error").inc()
             self.unscored.inc(result.unscored)

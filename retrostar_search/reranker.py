@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import TracebackType
 
@@ -113,15 +113,20 @@ class RerankResult:
     model_seconds: float = 0.0
     error_messages: list[str] = field(default_factory=list)
     stages: int = 1
+    """The cascade's stages: the bands of `ScoredDocument.relevance`."""
     query_truncated: bool = False
+    """The query was cut (once, for every document) to leave the documents half the context."""
     truncated_documents: int = 0
+    """Documents cut to fit the served context or an explicit budget."""
     finish_reasons: Counter[FinishReason] = field(default_factory=Counter)
     unparsed_samples: int = 0
     retried_pairs: int = 0
+    """Pairs sent a second time (a failed request or an abort)."""
     aborted_pairs: int = 0
+    """Pairs still aborted the second time: unscored, and counted in backend_errors too."""
     inflight_joins: int = 0
-    deadline_aborted: int = 0
-    deadline_finishing: int = 0
+    deadline_pairs: Counter[OnDeadline] = field(default_factory=Counter)
+    """Pairs still being generated at the deadline, by what was done: aborted, or left to finish."""
 
     @property
     def unscored(self) -> int:
@@ -160,6 +165,7 @@ class _PairOutcome:
     samples: tuple[Sample, ...] = ()
     failure: Unscored | None = None
     error: str | None = None
+    transient: bool = False  # a failure that another attempt may not repeat
     retried: bool = False
     discarded: tuple[Sample, ...] = ()  # an aborted first attempt's, for the counts
 
@@ -349,11 +355,8 @@ class Reranker:
             self._leave(waiting, keep_running=False)
             raise
         unfinished = {key: work for key, work in waiting.items() if not work.task.done()}
-        aborted = self._leave(unfinished, keep_running=self.on_deadline is OnDeadline.FINISH)
-        if unfinished:
-            result.deadline_exceeded = True
-            result.deadline_aborted += len(aborted)
-            result.deadline_finishing += len(unfinished) - len(aborted)
+        aborted = self._leave(unfinished, keep_running=self.on_deadline is OnDeadline.FINISH, result=result)
+        result.deadline_exceeded = bool(unfinished)
 
         fresh: dict[str, tuple[Sample, ...]] = {}
         for key, work in waiting.items():
@@ -404,9 +407,12 @@ class Reranker:
         if self._in_flight.get(key) is work:
             del self._in_flight[key]
 
-    def _leave(self, works: dict[str, _PairWork], *, keep_running: bool) -> list[asyncio.Task[_PairOutcome]]:
+    def _leave(
+        self, works: dict[str, _PairWork], *, keep_running: bool, result: RerankResult | None = None
+    ) -> list[asyncio.Task[_PairOutcome]]:
         """One rerank stops waiting for `works`. Those nobody else waits for are aborted, or, with
-        `keep_running` and room in the background, finish there into the cache. Returns the aborted."""
+        `keep_running` and room in the background, finish there into the cache (counted in `result`).
+        Returns the aborted."""
         aborted = []
         for key, work in works.items():
             work.waiters -= 1
@@ -417,9 +423,13 @@ class Reranker:
                     self._forget(key, work)
             elif keep_running and len(self._background) < self.max_background_pairs:
                 self._finish_in_background(key, work)
+                if result is not None:
+                    result.deadline_pairs[OnDeadline.FINISH] += 1
             else:
                 work.task.cancel()
                 aborted.append(work.task)
+                if result is not None:
+                    result.deadline_pairs[OnDeadline.ABORT] += 1
         return aborted
 
     def _finish_in_background(self, key: str, work: _PairWork) -> None:
@@ -444,33 +454,30 @@ class Reranker:
             self._forget(key, work)
 
     async def _score_pair(self, prompt: RenderedPrompt, samples: int) -> _PairOutcome:
-        """Ask the backend for `samples` trajectories; a failed request (unless the server refused it for
-        good) or an aborted generation is tried once more. Each attempt has a request id of its own."""
-        discarded: tuple[Sample, ...] = ()
-        for attempt in range(2):
-            last = attempt == 1
-            try:
-                generations = await self.backend.generate(
-                    prompt, samples, self.sampling, rid=uuid.uuid4().hex
-                )
-            except BackendError as error:
-                if last or not error.transient:
-                    return _PairOutcome(failure=Unscored.BACKEND_ERROR, error=str(error), retried=last)
-                continue
-            except Exception as error:
-                # Only the type: the message of an unexpected exception might quote the prompt.
-                message = f"{type(error).__name__} from the backend"
-                return _PairOutcome(failure=Unscored.BACKEND_ERROR, error=message, retried=last)
-            parsed = tuple(
-                parse_sample(generation.text, generation.finish_reason) for generation in generations
+        """Ask the backend for `samples` trajectories, once more when the request failed (unless the
+        server refused it for good) or the server aborted the generation."""
+        first = await self._attempt(prompt, samples)
+        if first.failure is None or not first.transient:
+            return first
+        second = await self._attempt(prompt, samples)
+        return replace(second, retried=True, discarded=first.samples)
+
+    async def _attempt(self, prompt: RenderedPrompt, samples: int) -> _PairOutcome:
+        # Each attempt has a request id of its own: the server refuses one that is still live.
+        try:
+            generations = await self.backend.generate(prompt, samples, self.sampling, rid=uuid.uuid4().hex)
+        except BackendError as error:
+            return _PairOutcome(failure=Unscored.BACKEND_ERROR, error=str(error), transient=error.transient)
+        except Exception as error:
+            # Only the type: the message of an unexpected exception might quote the prompt.
+            return _PairOutcome(
+                failure=Unscored.BACKEND_ERROR, error=f"{type(error).__name__} from the backend"
             )
-            if not any(sample.finish_reason is FinishReason.ABORT for sample in parsed):
-                return _PairOutcome(parsed, retried=last, discarded=discarded)
-            if last:
-                message = f"the {self.backend.kind} backend aborted the generation"
-                return _PairOutcome(parsed, Unscored.ABORTED, message, retried=True, discarded=discarded)
-            discarded = parsed
-        raise AssertionError("unreachable: the second attempt always returns")
+        parsed = tuple(parse_sample(generation.text, generation.finish_reason) for generation in generations)
+        if any(sample.finish_reason is FinishReason.ABORT for sample in parsed):
+            message = f"the {self.backend.kind} backend aborted the generation"
+            return _PairOutcome(parsed, Unscored.ABORTED, message, transient=True)
+        return _PairOutcome(parsed)
 
     def _record(self, doc: _UniqueDocument, stage: int, samples: tuple[Sample, ...], *, cached: bool) -> None:
         score = integrate(samples, self.unparsed_policy)
@@ -500,19 +507,14 @@ def _ranking(
     """The reference's order: the documents the last stage scored by that score, then those each earlier
     stage left behind by theirs; within a stage ties keep the input order. Unscored documents follow, in
     input order."""
-    ranked = [
-        ScoredDocument(
-            index=index,
-            candidate=candidate,
-            score=owner.score,
-            samples=owner.samples,
-            cached=owner.cached,
-            truncated=cut,
-            stage=owner.stage,
-            unscored=owner.unscored or (Unscored.NOT_PLANNED if owner.score is None else None),
+    ranked = []
+    for index, (candidate, owner, cut) in enumerate(zip(candidates, owners, truncated, strict=True)):
+        unscored = owner.unscored or (Unscored.NOT_PLANNED if owner.score is None else None)
+        ranked.append(
+            ScoredDocument(
+                index, candidate, owner.score, owner.samples, owner.cached, cut, owner.stage, 0.0, unscored
+            )
         )
-        for index, (candidate, owner, cut) in enumerate(zip(candidates, owners, truncated, strict=True))
-    ]
     scored = sorted((doc for doc in ranked if doc.score is not None), key=_best_first_key)
     for document in scored:
         assert document.score is not None

@@ -100,7 +100,7 @@ def test_on_deadline_finish_completes_the_ranking_for_the_next_search(
     documents = ["[[retrostar:30]] quick", "[[slow:0.5]] [[retrostar:90]] slow"]
     first = rerank(client, documents, deadline=0.2)
     assert first["degraded"] is True
-    assert metric_value(client, "retrosearch_deadline_pairs_total", action="finishing") == 1
+    assert metric_value(client, "retrosearch_deadline_pairs_total", action="finish") == 1
 
     finished_by = time.monotonic() + 5
     while metric_value(client, "retrosearch_background_pairs_total", outcome="cached") < 1:

@@ -52,7 +52,7 @@ SLOW = candidates("one [[slow:5]] [[retrostar:10]]", "two [[slow:5]] [[retrostar
 
 async def test_pairs_abandoned_at_the_deadline_are_aborted(server, backend) -> None:
     result = await Reranker(backend).rerank("q", SLOW, deadline=0.3)
-    assert result.deadline_exceeded and result.deadline_aborted == 2
+    assert result.deadline_exceeded and result.deadline_pairs == {OnDeadline.ABORT: 2}
     assert [document.unscored for document in result.ranking] == [Unscored.DEADLINE] * 2
     await eventually(lambda: not server.live_rids())  # well before the 5 s the pairs would decode
     assert len(server.stats.disconnected) == 2
@@ -65,7 +65,7 @@ async def test_finish_lets_pairs_complete_into_the_cache_for_the_next_search(ser
     documents = candidates("fast [[retrostar:30]]", "slow [[slow:0.6]] [[retrostar:90]]")
 
     first = await reranker.rerank("q", documents, deadline=0.2)
-    assert first.degraded and first.deadline_finishing == 1 and first.deadline_aborted == 0
+    assert first.degraded and first.deadline_pairs == {OnDeadline.FINISH: 1}
     assert [document.score for document in first.ranking] == [30.0, None]
     await eventually(lambda: finished == [True])
     assert not server.stats.disconnected
@@ -80,7 +80,7 @@ async def test_background_pairs_are_bounded_and_the_rest_aborted(server, backend
     reranker = Reranker(backend, on_deadline=OnDeadline.FINISH, max_background_pairs=1)
     documents = candidates(*(f"{i} [[slow:0.8]] [[retrostar:{i}]]" for i in range(3)))
     result = await reranker.rerank("q", documents, deadline=0.2)
-    assert (result.deadline_finishing, result.deadline_aborted) == (1, 2)
+    assert result.deadline_pairs == {OnDeadline.FINISH: 1, OnDeadline.ABORT: 2}
     await eventually(lambda: len(server.stats.disconnected) == 2)
     await reranker.aclose()
 
@@ -141,7 +141,7 @@ async def test_each_waiter_keeps_its_own_deadline(server, backend) -> None:
         reranker.rerank("q", documents, deadline=0.1), reranker.rerank("q", documents)
     )
     assert hurried.deadline_exceeded and hurried.ranking[0].unscored is Unscored.DEADLINE
-    assert hurried.deadline_aborted == 0  # the other rerank still waits for it
+    assert not hurried.deadline_pairs  # neither aborted nor left behind: the other rerank waits for it
     assert patient.ranking[0].score == 70.0 and not patient.degraded
     assert server.stats.pairs == 1 and not server.stats.disconnected
 
