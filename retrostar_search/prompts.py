@@ -212,7 +212,8 @@ _CHAT_WRAPPING = max((apply_chat_template("", chat_format) for chat_format in Ch
 
 
 def _utf8_length(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
+    # isascii() is a flag lookup: ASCII text (most of it) is counted without an encoded copy.
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _cut_to_bytes(text: str, limit: int) -> str:
