@@ -157,7 +157,7 @@ class AnyRerankRequest(RerankRequestBase):
     texts: list[str] | None = Field(default=None, description="TEI shape; the answer is TEI's bare array.")
     return_text: bool = Field(default=False, description="TEI: echo each text in its result.")
     truncate: bool = Field(default=False, description="TEI: accepted; truncation is a server setting.")
-    raw_scores: bool = Field(default=False, description="TEI: accepted; scores are always Retro* / 100.")
+    raw_scores: bool = Field(default=False, description="TEI: accepted; scores are relevance_score's.")
 
     @model_validator(mode="after")
     def _one_document_list(self) -> AnyRerankRequest:
