@@ -137,7 +137,8 @@ class Truncation:
 
     def cut_to_tokens(self, text: str, limit: int) -> str:
         """The beginning of `text` that takes at most `limit` tokens as `count_tokens` counts them."""
-        if self.tokenizer is not None:
+        # No more bytes than `limit` means no more tokens either: only longer texts need the tokenizer.
+        if self.tokenizer is not None and _utf8_length(text) > limit:
             ids = self.tokenizer.encode(text, add_special_tokens=False)
             return text if len(ids) <= limit else self.tokenizer.decode(ids[:limit])
         return _cut_to_bytes(text, limit)
