@@ -97,8 +97,8 @@ def test_on_deadline_finish_completes_the_ranking_for_the_next_search(
     connector_client: ClientFactory, scripted_sglang: ScriptedSGLangServer
 ) -> None:
     client = connector_client(on_deadline="finish")
-    documents = ["[[retrostar:30]] quick", "[[slow:0.5]] [[retrostar:90]] slow"]
-    first = rerank(client, documents, deadline=0.2)
+    documents = ["[[retrostar:30]] quick", "[[slow:1.5]] [[retrostar:90]] slow"]
+    first = rerank(client, documents, deadline=0.7)
     assert first["degraded"] is True
     assert metric_value(client, "retrosearch_deadline_pairs_total", action="finish") == 1
 
@@ -106,7 +106,7 @@ def test_on_deadline_finish_completes_the_ranking_for_the_next_search(
     while metric_value(client, "retrosearch_background_pairs_total", outcome="cached") < 1:
         assert time.monotonic() < finished_by
         time.sleep(0.05)
-    second = rerank(client, documents, deadline=0.2)
+    second = rerank(client, documents, deadline=0.7)
     assert second["degraded"] is False and second["meta"]["retrostar"]["cache_hits"] == 2
     assert [result["index"] for result in second["results"]] == [1, 0]
 

@@ -62,15 +62,15 @@ async def test_finish_lets_pairs_complete_into_the_cache_for_the_next_search(ser
     reranker = Reranker(backend, cache=ScoreCache(), on_deadline=OnDeadline.FINISH)
     finished: list[bool] = []
     reranker.on_background_finish = finished.append
-    documents = candidates("fast [[retrostar:30]]", "slow [[slow:0.6]] [[retrostar:90]]")
+    documents = candidates("fast [[retrostar:30]]", "slow [[slow:1.5]] [[retrostar:90]]")
 
-    first = await reranker.rerank("q", documents, deadline=0.2)
+    first = await reranker.rerank("q", documents, deadline=0.7)
     assert first.degraded and first.deadline_pairs == {OnDeadline.FINISH: 1}
     assert [document.score for document in first.ranking] == [30.0, None]
-    await eventually(lambda: finished == [True])
+    await eventually(lambda: finished == [True], timeout=5.0)
     assert not server.stats.disconnected
 
-    second = await reranker.rerank("q", documents, deadline=0.2)
+    second = await reranker.rerank("q", documents, deadline=0.7)
     assert not second.degraded and second.cache_hits == 2
     assert [document.score for document in second.ranking] == [90.0, 30.0]
     assert server.stats.pairs == 2
