@@ -109,9 +109,13 @@ def _explanation(ranked: ScoredDocument) -> Explanation:
     return Explanation(
         score=ranked.score,
         cached=ranked.cached,
+        reasoning_kept=all(sample.text is not None for sample in ranked.samples),
         samples=[
             SampleExplanation(
-                score=sample.score, parsed=sample.parsed, text=sample.text, finish_reason=sample.finish_reason
+                score=sample.score,
+                parsed=sample.parsed,
+                text=sample.text or "",
+                finish_reason=sample.finish_reason,
             )
             for sample in ranked.samples
         ],

@@ -187,7 +187,7 @@ class SampleExplanation(BaseModel):
         "finish_reason is stop)."
     )
     parsed: bool
-    text: str = Field(description="The generated reasoning.")
+    text: str = Field(description="The generated reasoning; empty when the cache no longer kept it.")
     finish_reason: FinishReason = Field(
         description="stop: the model ended its answer; length: cut at the token limit (counted per the "
         "unparsed policy); abort: stopped by the server (the pair is unscored after one retry)."
@@ -197,6 +197,11 @@ class SampleExplanation(BaseModel):
 class Explanation(BaseModel):
     score: float | None = Field(description="Retro* score on 0..100 (mean of the samples); null: unscored.")
     cached: bool = Field(description="Served from the score cache.")
+    reasoning_kept: bool = Field(
+        description="false: a cached pair whose reasoning text the score cache no longer holds (evicted from "
+        "memory, and no --cache-path or --cache-url store has it); its samples keep their scores, their text "
+        "is empty."
+    )
     samples: list[SampleExplanation]
     truncated: bool = Field(description="The document was cut to fit the served context (or a set budget).")
     stage: int | None = Field(

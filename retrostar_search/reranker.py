@@ -274,10 +274,13 @@ class Reranker:
         task: TaskDefinition = DEFAULT_TASK,
         cascade: Cascade | None = None,
         deadline: float | None = None,
+        explain: bool = False,
     ) -> RerankResult:
         """Rank `candidates` for `query`; `deadline` is in seconds from now (None: wait for everything).
 
-        Cancelling the call aborts the pairs no other rerank is waiting for."""
+        `explain`: the caller shows the samples' reasoning, so cached pairs whose text left the memory cache
+        get it from the persistent stores. Cancelling the call aborts the pairs no other rerank is waiting
+        for."""
         cascade = cascade or self.cascade
         expires_at = None if deadline is None else time.monotonic() + deadline
         fit = self.truncation.fit(
@@ -311,7 +314,7 @@ class Reranker:
             if stage.candidates is not None:
                 pool = pool[: stage.candidates]
             pairs = {keys(doc.text, stage.samples): doc for doc in pool}
-            await self._score_stage(pairs, stage_number, stage.samples, fit, expires_at, result)
+            await self._score_stage(pairs, stage_number, stage.samples, fit, expires_at, result, explain)
             if result.deadline_exceeded:
                 break
         result.model_seconds = time.monotonic() - started
@@ -327,10 +330,11 @@ class Reranker:
         fit: PromptFit,
         expires_at: float | None,
         result: RerankResult,
+        explain: bool,
     ) -> None:
         """Score the documents of `pairs` (by cache key) with `samples` each, adding the counts, errors
         and deadline to `result`."""
-        cached = await self.cache.get_many(pairs) if self.cache is not None else {}
+        cached = await self.cache.get_many(pairs, reasoning=explain) if self.cache is not None else {}
         waiting: dict[str, _PairWork] = {}
         for key, doc in pairs.items():
             hit = cached.get(key)

@@ -253,10 +253,10 @@ async def test_a_length_cut_sample_is_unparsed_even_with_a_score_in_its_text(bac
 async def test_cached_non_scores_of_older_versions_are_scored_again(backend) -> None:
     cache = ScoreCache()
     key = cache_key(backend.model, DEFAULT_TASK, "q", "doc [[retrostar:75]]", 1)
-    cache.put(key, (Sample("cut short", None),))  # what a server abort left in the cache before
+    await cache.put_many({key: (Sample("cut short", None),)})  # what a server abort left there before
     result = await Reranker(backend, cache=cache).rerank("q", candidates(["doc [[retrostar:75]]"]))
     assert result.cache_hits == 0 and result.ranking[0].score == 75.0
-    assert [sample.score for sample in cache.get(key) or ()] == [75]
+    assert [sample.score for sample in (await cache.get_many([key]))[key]] == [75]
 
 
 # --- The cascade: the reference's order, scores the engines can sort by -----------------------------
