@@ -11,6 +11,7 @@ import httpx
 from retrostar_search.engines._hits import RELEVANCE_SCALE
 from retrostar_search.engines.connector_endpoint import RERANK_PATH
 from retrostar_search.errors import SearchError
+from retrostar_search.redaction import public_url
 from retrostar_search.reranker import Candidate
 
 
@@ -40,7 +41,7 @@ class ConnectorClient:
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
         # What messages and reports name: the URL without any user:password written into it (httpx
         # still sends those as basic auth).
-        self.base_url = str(httpx.URL(base_url).copy_with(userinfo=b"")).rstrip("/")
+        self.base_url = public_url(base_url).rstrip("/")
 
     def backend_kind(self) -> str | None:
         """The connector's backend ("sglang", "openai", "engine", "cpu") as its /ready reports it; None when
