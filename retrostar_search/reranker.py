@@ -224,7 +224,13 @@ class Reranker:
             return
 
         timeout = None if expires_at is None else max(0.0, expires_at - time.monotonic())
-        done, not_done = await asyncio.wait(pending, timeout=timeout)
+        try:
+            done, not_done = await asyncio.wait(pending, timeout=timeout)
+        except asyncio.CancelledError:
+            # The caller gave up (its client hung up): the backend's work for it stops too.
+            for task_handle in pending:
+                task_handle.cancel()
+            raise
         for task_handle in not_done:
             task_handle.cancel()
         if not_done:

@@ -22,6 +22,12 @@ ClientFactory = Callable[..., TestClient]
 
 
 @pytest.fixture
+def explorer_client(connector_client: ClientFactory) -> ClientFactory:
+    """`connector_client` with the explorer turned on (it is off by default)."""
+    return lambda **settings: connector_client(explore=True, **settings)
+
+
+@pytest.fixture
 def corpus_index(opensearch_client: OpenSearch) -> Iterator[str]:
     index = f"explorer-api-{uuid.uuid4().hex[:8]}"
     index_documents(opensearch_client, index)
@@ -29,9 +35,9 @@ def corpus_index(opensearch_client: OpenSearch) -> Iterator[str]:
     opensearch_client.indices.delete(index=index, ignore_unavailable=True)
 
 
-def test_the_page_is_served_locked_down_and_without_secrets(connector_client: ClientFactory) -> None:
+def test_the_page_is_served_locked_down_and_without_secrets(explorer_client: ClientFactory) -> None:
     secrets = (API_KEY, "explore-engine-secret")
-    client = connector_client(
+    client = explorer_client(
         api_key=API_KEY, explore_username="reader", explore_password="explore-engine-secret"
     )
 
@@ -59,7 +65,7 @@ def test_search_answers_both_lists_and_the_rerank_is_logged_with_the_hits_ids(
     corpus_index: str,
 ) -> None:
     settings = connector_settings(
-        log_url=opensearch_url, log_index=opensearch_log_index, log_flush_interval=0.1
+        explore=True, log_url=opensearch_url, log_index=opensearch_log_index, log_flush_interval=0.1
     )
     first_stage = [hit.id for hit in search_first_stage(opensearch_client, corpus_index, QUERY, size=5)]
     reranked = expected_order(first_stage, first_stage)
@@ -108,26 +114,26 @@ def test_search_answers_both_lists_and_the_rerank_is_logged_with_the_hits_ids(
     ids=["blank-query", "all", "list", "wildcard", "other-engine", "no-candidates"],
 )
 def test_search_refuses_what_would_widen_it_before_asking_the_engine(
-    connector_client: ClientFactory, params: dict[str, object], problem: str
+    explorer_client: ClientFactory, params: dict[str, object], problem: str
 ) -> None:
-    response = connector_client().get("/explore/api/search", params=params)
+    response = explorer_client().get("/explore/api/search", params=params)
 
     assert response.status_code == 422
     assert problem in response.json()["message"]
 
 
-def test_without_a_log_the_events_list_says_how_to_turn_it_on(connector_client: ClientFactory) -> None:
-    answer = connector_client().get("/explore/api/events").json()
+def test_without_a_log_the_events_list_says_how_to_turn_it_on(explorer_client: ClientFactory) -> None:
+    answer = explorer_client().get("/explore/api/events").json()
 
     assert answer["enabled"] is False and answer["events"] == []
     assert "--log-url" in answer["note"]
 
 
 def test_an_unreachable_engine_is_a_502_that_names_neither_url_nor_credentials(
-    connector_client: ClientFactory,
+    explorer_client: ClientFactory,
 ) -> None:
     port = free_port()
-    client = connector_client(explore_url=f"http://127.0.0.1:{port}", explore_password="engine-secret")
+    client = explorer_client(explore_url=f"http://127.0.0.1:{port}", explore_password="engine-secret")
 
     response = client.get("/explore/api/indices")
 
@@ -137,8 +143,9 @@ def test_an_unreachable_engine_is_a_502_that_names_neither_url_nor_credentials(
     assert str(port) not in message and "engine-secret" not in message
 
 
-def test_no_explore_leaves_the_page_and_its_api_out(connector_client: ClientFactory) -> None:
-    client = connector_client(explore=False)
+def test_the_explorer_is_off_unless_turned_on(connector_client: ClientFactory) -> None:
+    # Issue 10: it was on by default, searching every index with the connector's engine credentials.
+    client = connector_client()
 
     assert client.get("/explore").status_code == 404
     assert client.get("/explore/api/config").status_code == 404

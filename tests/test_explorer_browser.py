@@ -164,6 +164,7 @@ def test_explorer_shows_both_lists_rank_changes_reasoning_and_the_logged_event(
 ) -> None:
     server = connector_server(
         api_key=API_KEY,
+        explore=True,
         log_url=opensearch_url,
         log_index=opensearch_log_index,
         log_queries=True,

@@ -50,8 +50,7 @@ async def explore_search(
     # Documents as `{"id", "text"}` objects: each hit's id goes with its text into the rerank log.
     documents = [{"id": hit.id, "text": document_text(hit.source)} for hit in first_stage]
     request = CohereRerankRequest.model_validate({"query": query, "documents": documents})
-    async with service.gate.admit():
-        result = await service.rerank(request, request_id, received_at=searched)
+    result = await service.rerank(request, request_id, received_at=searched)
     answer["timings_ms"]["rerank"] = _ms(time.perf_counter() - searched)
     answer["degraded"] = result.degraded
     answer["cache_hits"] = result.cache_hits

@@ -18,7 +18,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from rich.markup import escape
 
 from connector.explorer.settings import ExplorerSettings
-from connector.settings import ENV_PREFIX, ConnectorSettings, LimitSettings, ServerSettings
+from connector.settings import ENV_PREFIX, ConnectorSettings, LimitSettings, ServerSettings, is_loopback
 from retrostar_search.cli.options import set_signature
 from retrostar_search.rerank_log.settings import RerankLogSettings
 from retrostar_search.settings import BackendSettings, ScoringSettings, TaskSettings
@@ -45,11 +45,10 @@ def serve(**given: Any) -> None:
     import uvicorn
 
     from connector.app import create_app
+    from connector.logs import configure_logging
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if settings.api_key is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
+    configure_logging(settings)
+    if settings.api_key is None and not is_loopback(settings.host):  # --allow-unauthenticated
         logger.warning(
             "serving on %s without an API key: anyone who reaches it can use the GPU", settings.host
         )
@@ -58,7 +57,9 @@ def serve(**given: Any) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.value,
+        log_config=None,  # uvicorn's own lines go through the handlers configure_logging set up
         access_log=False,  # the connector logs one line per rerank itself, without client addresses
+        timeout_keep_alive=settings.keep_alive,
     )
 
 

@@ -54,13 +54,19 @@ def explain_engine_error(error: BaseException) -> str:
     return str(error)
 
 
+def engine_status(error: BaseException) -> int | None:
+    """The HTTP status the engine answered with; None when it did not answer."""
+    # opensearch-py reports "N/A" as the status of a connection error; only an HTTP status counts.
+    status = getattr(error, "status_code", None) or getattr(getattr(error, "meta", None), "status", None)
+    return status if isinstance(status, int) else None
+
+
 def describe_engine_error(error: BaseException) -> str:
     """An engine error as type, HTTP status and the engine's reason, for logs and API answers: never the
     client's message, which may quote the request and its URL."""
-    # opensearch-py reports "N/A" as the status of a connection error; only an HTTP status is worth showing.
-    status = getattr(error, "status_code", None) or getattr(getattr(error, "meta", None), "status", None)
+    status = engine_status(error)
     parts = [type(error).__name__]
-    if isinstance(status, int):
+    if status is not None:
         parts.append(str(status))
     reason = engine_reason(error)
     if reason:
