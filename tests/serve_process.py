@@ -1,0 +1,76 @@
+"""`retrosearch serve` in a process of its own, as a user runs it: its options, its environment, its log
+(read back from a file), its memory (from /proc)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from connector.background import free_port
+from connector.settings import ENV_PREFIX
+
+RETROSEARCH = str(Path(sys.executable).parent / "retrosearch")
+
+
+class ServeProcess:
+    """`with ServeProcess("--backend-url", url, env={...}) as server: ... server.url ... server.log()`.
+
+    The process sees no RETROSEARCH_* variable of the shell running the tests, only those in `env`."""
+
+    def __init__(self, *options: str, env: dict[str, str] | None = None, start_timeout: float = 30.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = [RETROSEARCH, "serve", "--port", str(self.port), *options]
+        inherited = {name: value for name, value in os.environ.items() if not name.startswith(ENV_PREFIX)}
+        self.env = {**inherited, **(env or {})}
+        self.start_timeout = start_timeout
+        self._log_file = tempfile.NamedTemporaryFile(prefix="retrosearch-serve-", suffix=".log")  # noqa: SIM115
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServeProcess:
+        self.process = subprocess.Popen(
+            self.command, env=self.env, stdout=self._log_file, stderr=subprocess.STDOUT
+        )
+        give_up_at = time.monotonic() + self.start_timeout
+        while time.monotonic() < give_up_at:
+            if self.process.poll() is not None:
+                raise AssertionError(f"retrosearch serve exited: {self.log()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"retrosearch serve did not come up: {self.log()}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self._log_file.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        """Everything the process has written to stdout and stderr so far."""
+        return Path(self._log_file.name).read_text(encoding="utf-8", errors="replace")
+
+    def peak_rss_bytes(self) -> int:
+        """The process's peak resident memory (VmHWM), in bytes."""
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM in /proc/<pid>/status")
