@@ -105,8 +105,9 @@ def _explanation(ranked: ScoredDocument) -> Explanation:
     return Explanation(
         score=ranked.score,
         cached=ranked.cached,
+        reasoning_kept=all(sample.text is not None for sample in ranked.samples),
         samples=[
-            SampleExplanation(score=sample.score, parsed=sample.parsed, text=sample.text)
+            SampleExplanation(score=sample.score, parsed=sample.parsed, text=sample.text or "")
             for sample in ranked.samples
         ],
     )

@@ -253,12 +253,17 @@ class AnyRerankRequest(RerankRequestBase):
 class SampleExplanation(BaseModel):
     score: int | None = Field(description="The sample's <score>, clipped to 0..100; null when none parsed.")
     parsed: bool
-    text: str = Field(description="The generated reasoning.")
+    text: str = Field(description="The generated reasoning; empty when the cache no longer kept it.")
 
 
 class Explanation(BaseModel):
     score: float | None = Field(description="Retro* score on 0..100 (mean of the samples); null: unscored.")
     cached: bool = Field(description="Served from the score cache.")
+    reasoning_kept: bool = Field(
+        description="false: a cached pair whose reasoning text the score cache no longer holds (evicted from "
+        "memory, and no --cache-path or --cache-url store has it); its samples keep their scores, their text "
+        "is empty."
+    )
     samples: list[SampleExplanation]
 
 

@@ -33,9 +33,8 @@ class RerankService:
         self.reranker = reranker
         self.metrics = metrics
         self.rerank_log = rerank_log
-        self.gate = RequestGate(settings.max_concurrent_requests)
+        self.gate = RequestGate(settings.max_concurrent_requests, on_change=metrics.in_flight.set)
         self.default_task = settings.task_definition()
-        metrics.track_in_flight(lambda: self.gate.in_flight)
 
     @property
     def model(self) -> str:
@@ -51,7 +50,9 @@ class RerankService:
         deadline = self.settings.deadline_seconds(request.deadline)
         async with self.gate.admit():
             scoring_started = time.perf_counter()
-            result = await self.reranker.rerank(request.query, candidates, task=task, deadline=deadline)
+            result = await self.reranker.rerank(
+                request.query, candidates, task=task, deadline=deadline, explain=request.return_explanations
+            )
         finished = time.perf_counter()
         self.metrics.record_rerank(len(candidates), result)
         self._log(request_id, len(candidates), result)

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -37,18 +38,12 @@ class ServeProcess:
         self.process = subprocess.Popen(
             self.command, env=self.env, stdout=self._log_file, stderr=subprocess.STDOUT
         )
-        give_up_at = time.monotonic() + self.start_timeout
-        while time.monotonic() < give_up_at:
-            if self.process.poll() is not None:
-                raise AssertionError(f"retrosearch serve exited: {self.log()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise AssertionError(f"retrosearch serve did not come up: {self.log()}")
+        try:
+            wait_for_health(f"{self.url}/health", self.process, self.start_timeout)
+        except AssertionError as exc:
+            self.stop()
+            raise AssertionError(f"{exc}: {self.log()}") from None
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -74,3 +69,21 @@ class ServeProcess:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
         raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+def wait_for_health(url: str, process: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    """Wait until `url` answers 200; AssertionError when `process` exits first (with what it printed, when
+    its output is a pipe) or the time runs out."""
+    give_up_at = time.monotonic() + timeout
+    while time.monotonic() < give_up_at:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"retrosearch serve exited: {process.stdout.read() if process.stdout else ''}"
+            )
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not come up")

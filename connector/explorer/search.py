@@ -49,7 +49,9 @@ async def explore_search(
         return answer
     # Documents as `{"id", "text"}` objects: each hit's id goes with its text into the rerank log.
     documents = [{"id": hit.id, "text": document_text(hit.source)} for hit in first_stage]
-    request = CohereRerankRequest.model_validate({"query": query, "documents": documents})
+    request = CohereRerankRequest.model_validate(
+        {"query": query, "documents": documents, "return_explanations": True}  # the page shows the reasoning
+    )
     result = await service.rerank(request, request_id, received_at=searched)
     answer["timings_ms"]["rerank"] = _ms(time.perf_counter() - searched)
     answer["degraded"] = result.degraded
@@ -68,7 +70,8 @@ def _reranked_hits(first_stage: list[Hit], result: RerankResult) -> list[Hit]:
             first_stage[scored.index],
             rank=rank,
             retrostar_score=scored.score,
-            explanation=SAMPLE_SEPARATOR.join(sample.text for sample in scored.samples) or None,
+            explanation=SAMPLE_SEPARATOR.join(sample.text for sample in scored.samples if sample.text)
+            or None,
         )
         for rank, scored in enumerate(result.ranking, start=1)
     ]

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import shutil
+import tempfile
 import types
-from typing import Annotated, Any, Union, get_args, get_origin
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
 import typer
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ByteSize, SecretStr, ValidationError
 from rich.markup import escape
 
 from connector.explorer.settings import ExplorerSettings
@@ -23,7 +29,12 @@ from retrostar_search.cli.options import set_signature
 from retrostar_search.rerank_log.settings import RerankLogSettings
 from retrostar_search.settings import BackendSettings, ScoringSettings, TaskSettings
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 logger = logging.getLogger(__name__)
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's multiprocess mode
 
 # Each group of settings and its help panel, in the order `serve --help` shows them.
 PANELS: dict[str, type[BaseModel]] = {
@@ -40,7 +51,8 @@ PANELS: dict[str, type[BaseModel]] = {
 def serve(**given: Any) -> None:
     """Serve the Retro* rerank connector (Cohere- and TEI-compatible) over HTTP."""
     # Every option is a setting; None means "not given here", which lets env and config file speak.
-    settings = load_settings({name: value for name, value in given.items() if value is not None})
+    given = {name: value for name, value in given.items() if value is not None}
+    settings = load_settings(given)
 
     import uvicorn
 
@@ -52,15 +64,72 @@ def serve(**given: Any) -> None:
         logger.warning(
             "serving on %s without an API key: anyone who reaches it can use the GPU", settings.host
         )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.value,
-        log_config=None,  # uvicorn's own lines go through the handlers configure_logging set up
-        access_log=False,  # the connector logs one line per rerank itself, without client addresses
-        timeout_keep_alive=settings.keep_alive,
-    )
+    server_options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.value,
+        "log_config": None,  # uvicorn's own lines go through the handlers configure_logging set up
+        "access_log": False,  # the connector logs one line per rerank itself, without client addresses
+        "timeout_keep_alive": settings.keep_alive,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **server_options)
+        return
+    if settings.cache_url is None:
+        logger.warning(
+            "%d workers without --cache-url: each process keeps a score cache of its own, and scores again "
+            "what another one has cached",
+            settings.workers,
+        )
+    # Each worker is a fresh interpreter that builds its app from `worker_app`: it reads its settings as
+    # this process did, with the options given here passed on as their environment variables.
+    os.environ.update(_as_environment(given))
+    with _worker_metrics_folder():
+        uvicorn.run(WORKER_APP, factory=True, workers=settings.workers, **server_options)
+
+
+def worker_app() -> FastAPI:
+    """The app of one `serve --workers N` process (uvicorn calls it in each)."""
+    from connector.app import create_app
+    from connector.logs import configure_logging
+
+    settings = load_settings({})
+    configure_logging(settings)
+    return create_app(settings)
+
+
+WORKER_APP = f"{__name__}:{worker_app.__name__}"
+
+
+def _as_environment(given: dict[str, Any]) -> dict[str, str]:
+    """The `RETROSEARCH_*` variables that say what these options say (they win over the config file, as
+    the options do)."""
+    environment = {}
+    for name, value in given.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, Enum):
+            text = str(value.value)
+        else:
+            text = str(value)
+        environment[f"{ENV_PREFIX}{name.upper()}"] = text
+    return environment
+
+
+@contextmanager
+def _worker_metrics_folder() -> Iterator[None]:
+    """PROMETHEUS_MULTIPROC_DIR for the workers' metrics: a fresh folder, removed afterwards, unless the
+    environment names one already (then it is the caller's, and stays)."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="retrosearch-metrics-")
+    os.environ[MULTIPROCESS_ENV] = folder
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROCESS_ENV]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def setting_options() -> list[inspect.Parameter]:
@@ -111,10 +180,11 @@ def _help(setting: str) -> str:
 
 
 def _given_or_none(annotation: Any) -> Any:
-    """The option's type: the setting's, None meaning "not given", and secrets typed as plain text."""
+    """The option's type: the setting's, None meaning "not given"; secrets and sizes ("64MiB") are typed as
+    plain text, which the settings parse."""
     if get_origin(annotation) in (Union, types.UnionType):
         (annotation,) = [member for member in get_args(annotation) if member is not type(None)]
-    return (str if annotation is SecretStr else annotation) | None
+    return (str if annotation in (SecretStr, ByteSize) else annotation) | None
 
 
 set_signature(serve, setting_options())
