@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -50,13 +51,14 @@ class ServeProcess:
         self._log_file.close()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """SIGTERM (uvicorn's graceful shutdown), then SIGKILL if it is still there after 20 s."""
+        if self.process is None:
+            return
+        self.process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=20)
+        self.process.kill()  # a no-op once the process has exited
+        self.process.wait()
 
     def log(self) -> str:
         """Everything the process has written to stdout and stderr so far."""

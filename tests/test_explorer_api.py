@@ -150,3 +150,23 @@ def test_the_explorer_is_off_unless_turned_on(connector_client: ClientFactory) -
     assert client.get("/explore").status_code == 404
     assert client.get("/explore/api/config").status_code == 404
     assert client.get("/explore/static/explore.js").status_code == 404
+
+
+def test_a_query_over_the_limit_is_refused_before_the_engine_is_asked(explorer_client: ClientFactory) -> None:
+    client = explorer_client(explore_url=f"http://127.0.0.1:{free_port()}", max_query_chars=10)
+
+    response = client.get("/explore/api/search", params={"q": "q" * 11, "index": "docs"})
+
+    assert response.status_code == 413  # not 502: the unreachable engine was never asked
+    assert "max_query_chars (10)" in response.json()["message"]
+
+
+def test_an_index_the_engine_does_not_have_is_a_404(
+    explorer_client: ClientFactory, opensearch_url: str
+) -> None:
+    client = explorer_client(explore_url=opensearch_url)
+
+    response = client.get("/explore/api/search", params={"q": QUERY, "index": f"absent-{uuid.uuid4().hex}"})
+
+    assert response.status_code == 404  # the client's mistake, not the engine failing (502)
+    assert response.json()["message"].startswith("searching failed: no index or alias absent-")
