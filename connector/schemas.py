@@ -111,7 +111,10 @@ def _field_value(value: Any) -> str:
 def _documents_from_rank_fields(data: Any) -> Any:
     """Cohere's `rank_fields`: each object document becomes the listed fields as `key: value` lines, in the
     order given (the YAML-like form Cohere recommends for structured documents); a field the document
-    lacks is left out. String documents stay as they are."""
+    lacks is left out. A document with none of them is ranked by its `text`, as without rank_fields, or
+    as an empty document (what an engine sends for a hit without the field): the published schema cannot
+    say which fields each document holds, so this is no reason to refuse the request. String documents
+    stay as they are."""
     if not isinstance(data, dict) or not isinstance(data.get("rank_fields"), list):
         return data
     fields = data["rank_fields"]
@@ -119,20 +122,15 @@ def _documents_from_rank_fields(data: Any) -> Any:
     if not fields or not all(isinstance(name, str) for name in fields) or not isinstance(documents, list):
         return data  # the field validators say what is wrong
     ranked: list[Any] = []
-    for position, document in enumerate(documents):
+    for document in documents:
         if not isinstance(document, dict):
             ranked.append(document)
             continue
         lines = [
             f"{name}: {_field_value(document[name])}" for name in fields if document.get(name) is not None
         ]
-        if not lines:
-            raise PydanticCustomError(
-                "rank_fields_missing",
-                "document {position} has none of the rank_fields ({fields})",
-                {"position": position, "fields": ", ".join(fields)},
-            )
-        ranked.append("\n".join(lines))
+        text = document.get("text")
+        ranked.append("\n".join(lines) if lines else text if isinstance(text, str) else "")
     return {**data, "documents": ranked}
 
 
