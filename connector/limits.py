@@ -4,9 +4,11 @@ errors, which connector/errors.py answers with 413 and 429."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
+from connector.schemas import TaskOverride
+from connector.settings import LimitSettings
 from retrostar_search.errors import InputTooLarge, Overloaded
 from retrostar_search.reranker import Candidate
 
@@ -30,14 +32,34 @@ async def read_body(chunks: AsyncIterable[bytes], declared_length: str | None, m
     return b"".join(received)
 
 
-def check_documents(candidates: Sequence[Candidate], *, max_documents: int, max_document_chars: int) -> None:
-    if len(candidates) > max_documents:
-        raise InputTooLarge(f"{len(candidates)} documents exceed max_documents ({max_documents})")
+def check_query(query: str, limits: LimitSettings) -> None:
+    if len(query) > limits.max_query_chars:
+        raise InputTooLarge(
+            f"the query has {len(query)} characters, over max_query_chars ({limits.max_query_chars})"
+        )
+
+
+def check_request(
+    query: str, task: str | TaskOverride | None, candidates: Sequence[Candidate], limits: LimitSettings
+) -> None:
+    """Refuse a request whose query, task or documents are over their limits. Checked before the request
+    takes a slot: the query and the task are copied into every document's prompt."""
+    check_query(query, limits)
+    if isinstance(task, TaskOverride):
+        for part in ("query_type", "doc_type", "relevance_definition"):
+            text = getattr(task, part) or ""
+            if len(text) > limits.max_definition_chars:
+                raise InputTooLarge(
+                    f"task.{part} has {len(text)} characters, over max_definition_chars "
+                    f"({limits.max_definition_chars})"
+                )
+    if len(candidates) > limits.max_documents:
+        raise InputTooLarge(f"{len(candidates)} documents exceed max_documents ({limits.max_documents})")
     for index, candidate in enumerate(candidates):
-        if len(candidate.text) > max_document_chars:
+        if len(candidate.text) > limits.max_document_chars:
             raise InputTooLarge(
                 f"document {index} has {len(candidate.text)} characters, over max_document_chars "
-                f"({max_document_chars})"
+                f"({limits.max_document_chars})"
             )
 
 
@@ -45,9 +67,12 @@ class RequestGate:
     """Admits at most `limit` rerank requests at once and refuses the rest at once: queueing them would
     only push them past the engine's timeout."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_change: Callable[[int], object] | None = None) -> None:
         self.limit = limit
         self.in_flight = 0
+        # Told every new count: a gauge set on change works across worker processes, one read at scrape
+        # time would not.
+        self._on_change = on_change
 
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
@@ -57,8 +82,13 @@ class RequestGate:
                 f"busy: max_concurrent_requests ({self.limit}) rerank requests in flight",
                 retry_after=RETRY_AFTER_SECONDS,
             )
-        self.in_flight += 1
+        self._count(+1)
         try:
             yield
         finally:
-            self.in_flight -= 1
+            self._count(-1)
+
+    def _count(self, change: int) -> None:
+        self.in_flight += change
+        if self._on_change is not None:
+            self._on_change(self.in_flight)

@@ -12,8 +12,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -29,6 +30,27 @@ from rich.text import Text
 from index_tools.readers import Corpus
 
 PLAIN_INTERVAL_SECONDS = 10.0
+
+
+class Total(Protocol):
+    """What a progress line knows of the total: the count as now known, and how to print progress."""
+
+    def current(self, done: int) -> int | None: ...
+
+    def label(self, done: int) -> str: ...
+
+
+class FixedTotal:
+    """A total known from the start (the queries of an evaluation)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def current(self, done: int) -> int:
+        return max(self.count, done)
+
+    def label(self, done: int) -> str:
+        return f"{done:,}/{self.current(done):,}"
 
 
 class RecordTotal:
@@ -112,18 +134,30 @@ def live_bar(console: Console, total: RecordTotal) -> Iterator[Callable[[int], N
         progress.update(task, total=progress.tasks[0].completed)
 
 
+@dataclass(frozen=True)
+class Units:
+    """How a progress line names its work: "indexing: 1,000/5,000 records (20%), 310 docs/s, ..."."""
+
+    doing: str = "indexing"
+    things: str = "records"
+    rate: str = "docs/s"
+
+
+INDEXING = Units()
+
+
 class PlainProgress:
     """A plain line on ``stream`` at the start, every ``interval`` seconds, and at the end."""
 
     def __init__(
         self,
         stream: TextIO,
-        total: RecordTotal,
+        total: Total,
         interval: float = PLAIN_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        units: Units = INDEXING,
     ) -> None:
-        self.stream = stream
-        self.total = total
+        self.stream, self.total, self.units = stream, total, units
         self.interval = interval
         self.clock = clock
         self.done = 0
@@ -139,13 +173,14 @@ class PlainProgress:
 
     def write(self, now: float | None = None) -> None:
         elapsed = (self.clock() if now is None else now) - self.started
-        line = f"indexing: {self.total.label(self.done)} records"
+        units = self.units
+        line = f"{units.doing}: {self.total.label(self.done)} {units.things}"
         total = self.total.current(self.done)
         if total:
             line += f" ({100 * self.done / total:.0f}%)"
         if self.done:
             rate = self.done / elapsed if elapsed > 0 else 0.0
-            line += f", {rate:,.0f} docs/s, {_duration(elapsed)} elapsed"
+            line += f", {rate:,.{0 if rate >= 10 else 1}f} {units.rate}, {_duration(elapsed)} elapsed"
             if total and rate and self.done < total:
                 line += f", about {_duration((total - self.done) / rate)} left"
         print(line, file=self.stream, flush=True)
@@ -157,9 +192,9 @@ def _duration(seconds: float) -> str:
 
 @contextmanager
 def plain_lines(
-    stream: TextIO, total: RecordTotal, interval: float = PLAIN_INTERVAL_SECONDS
+    stream: TextIO, total: Total, interval: float = PLAIN_INTERVAL_SECONDS, units: Units = INDEXING
 ) -> Iterator[Callable[[int], None]]:
-    progress = PlainProgress(stream, total, interval)
+    progress = PlainProgress(stream, total, interval, units=units)
     progress.write()
     yield progress.advance
     progress.write()

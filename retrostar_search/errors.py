@@ -13,6 +13,8 @@ for the person who reads them and never carry secrets, prompts or documents::
     ├── BackendError                  the model backend failed: 502
     ├── DeadlineExceeded              the deadline passed before every document was scored: 504
     ├── Overloaded                    too many rerank requests in flight: 429
+    ├── ClientTooSlow                 the client did not send its request in time: 408
+    ├── ClientDisconnected            the client went away before its answer: 499, never sent
     ├── EngineError                   an OpenSearch or Elasticsearch operation failed: 502
     └── SearchError                   the rerank connector could not rerank (its client's error)
 
@@ -56,7 +58,13 @@ class MissingExtra(Unavailable):
 class BackendError(RetrostarError):
     """The backend could not produce samples for a prompt (unreachable, error status, malformed reply).
 
-    Messages name the backend and the status, never the prompt text or credentials."""
+    Messages name the backend and the status, never the prompt text or credentials. `transient` is False
+    for an answer that asking again would only repeat (a 4xx: the prompt or the model name is refused),
+    which the reranker then does not retry."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class DeadlineExceeded(RetrostarError, TimeoutError):
@@ -71,13 +79,26 @@ class Overloaded(RetrostarError):
         self.retry_after = retry_after
 
 
+class ClientTooSlow(RetrostarError, TimeoutError):
+    """The client did not send its whole request within the time allowed; the message names the limit."""
+
+
+class ClientDisconnected(RetrostarError):
+    """The client closed its connection before the answer (while sending its body, or while the rerank
+    ran); the work done for it is cancelled. Nobody is left to answer: it is counted and logged."""
+
+
 class EngineError(RetrostarError):
     """An operation on OpenSearch or Elasticsearch failed; the message carries the engine's reason."""
 
 
 class SearchError(RetrostarError):
     """A rerank through the connector that failed; the message is safe to print (no secrets, no document
-    text)."""
+    text), and `hint` says what to try when that is known."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class ExitCode(IntEnum):

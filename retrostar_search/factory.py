@@ -8,25 +8,25 @@ import logging
 from typing import Any
 
 from retrostar_search.backends.base import DEFAULT_MODEL, Backend
-from retrostar_search.cache import ScoreCache
+from retrostar_search.cache import MemoryCache, RedisStore, ScoreCache, ScoreStore, SqliteStore
 from retrostar_search.prompts import Truncation, load_tokenizer
 from retrostar_search.settings import BackendKind, RerankerSettings
 
 logger = logging.getLogger(__name__)
-
-# The reference evaluation's context for the in-process engine.
-ENGINE_CONTEXT_LENGTH = 32768
 
 
 def build_backend(settings: RerankerSettings) -> Backend:
     """The backend the settings name. HTTP backends ask their server what it serves when started
     (`Backend.start`, awaited by the Reranker's `async with`)."""
     backend_api_key = settings.backend_api_key.get_secret_value() if settings.backend_api_key else None
+    # A context length given explicitly wins over the server's; the default only stands in for a server
+    # that reports none (the truncation falls back to it).
+    given_context = settings.context_length if "context_length" in settings.model_fields_set else None
     http_options: dict[str, Any] = {
         "model": settings.model,
         "api_key": backend_api_key,
         "max_concurrency": settings.max_concurrency,
-        "context_length": settings.context_length,
+        "context_length": given_context,
     }
     match settings.backend:
         case BackendKind.SGLANG:
@@ -46,7 +46,7 @@ def build_backend(settings: RerankerSettings) -> Backend:
                 settings.model or DEFAULT_MODEL,
                 chat_format=settings.chat_format,
                 tp_size=settings.tp_size,
-                context_length=settings.context_length or ENGINE_CONTEXT_LENGTH,
+                context_length=settings.context_length,
             )
         case BackendKind.CPU:
             from retrostar_search.backends.cpu_fallback import CPUFallbackBackend
@@ -58,13 +58,22 @@ def build_backend(settings: RerankerSettings) -> Backend:
 def build_cache(settings: RerankerSettings) -> ScoreCache | None:
     if settings.cache_size == 0:
         return None
-    return ScoreCache(max_entries=settings.cache_size, path=settings.cache_path)
+    memory = MemoryCache(
+        settings.cache_bytes, reasoning_bytes=settings.cache_reasoning_bytes, max_entries=settings.cache_size
+    )
+    stores: list[ScoreStore] = []
+    if settings.cache_path is not None:
+        stores.append(SqliteStore(settings.cache_path))
+    if settings.cache_url is not None:
+        stores.append(RedisStore(settings.cache_url.get_secret_value(), ttl_seconds=settings.cache_ttl))
+    return ScoreCache(memory, stores)
 
 
 def build_truncation(settings: RerankerSettings) -> Truncation:
-    tokenizer = None
-    if settings.truncate_tokens is not None and settings.tokenizer is not None:  # the settings require both
-        tokenizer = load_tokenizer(settings.tokenizer)
+    tokenizer = load_tokenizer(settings.tokenizer) if settings.tokenizer is not None else None
     return Truncation(
-        max_tokens=settings.truncate_tokens, max_chars=settings.truncate_chars, tokenizer=tokenizer
+        max_tokens=settings.truncate_tokens,
+        max_chars=settings.truncate_chars,
+        tokenizer=tokenizer,
+        context_length=settings.context_length,
     )

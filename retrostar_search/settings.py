@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from retrostar_search.backends.base import SamplingParams
-from retrostar_search.prompts import ChatFormat
+from retrostar_search.prompts import DEFAULT_CONTEXT_LENGTH, ChatFormat
 from retrostar_search.scoring import Cascade, UnparsedPolicy
 from retrostar_search.tasks import TaskDefinition, load_task_file, resolve_task
+
+CACHE_URL_SCHEMES = ("redis", "rediss", "unix")  # what redis-py connects to; Valkey speaks the same
 
 
 class BackendKind(StrEnum):
@@ -25,6 +28,13 @@ class BackendKind(StrEnum):
     OPENAI = "openai"  # the OpenAI-compatible chat API (SGLang, vLLM)
     ENGINE = "engine"  # sglang.Engine in this process
     CPU = "cpu"  # the lexical fallback: NOT Retro*
+
+
+class OnDeadline(StrEnum):
+    """What happens to the pairs still being generated when a rerank's deadline passes."""
+
+    ABORT = "abort"  # the backend aborts them: the GPU is free for the next request at once
+    FINISH = "finish"  # they finish in the background (bounded) into the score cache
 
 
 class BackendSettings(BaseModel):
@@ -51,10 +61,6 @@ class BackendSettings(BaseModel):
     chat_format: ChatFormat | None = None
     """Chat template applied for /generate and the engine: qwen3 (Retro* *-0928) or qwen2.5 (Retro*
     *-0923); none: from the served model."""
-
-    context_length: int | None = Field(default=None, ge=1)
-    """Context length of the served model in tokens, for servers that do not report it (the SGLang router);
-    given, it wins over what the server reports."""
 
     max_concurrency: int = Field(default=256, ge=1)
     """Most (query, document) pairs in flight to the backend at once."""
@@ -125,22 +131,62 @@ class ScoringSettings(BaseModel):
     max_new_tokens: int = Field(default=4096, ge=1)
     """Most generated tokens per sample (the reference evaluation's 4096)."""
 
-    # Document truncation (off by default, like the reference).
-    truncate_tokens: int | None = Field(default=None, ge=1)
-    """Cut each document to this many tokens (needs --tokenizer)."""
+    # Document truncation: always to fit the served context; to a fixed budget when asked.
+    context_length: int = Field(default=DEFAULT_CONTEXT_LENGTH, ge=1)
+    """Context length (tokens) prompts are fitted to: the server's own when it reports one, this when it
+    does not (the SGLang router; the reference's 32768); given explicitly, it wins over the server's.
+    Documents are cut so that the prompt plus max_new_tokens always fits."""
 
     tokenizer: str | None = None
-    """Local folder of the model's tokenizer, for --truncate-tokens."""
+    """Local folder of the model's tokenizer ('tokenizer' extra): exact token counts for fitting the context
+    and for --truncate-tokens; without it a safe upper bound (one token per UTF-8 byte) cuts long documents
+    shorter than needed."""
+
+    truncate_tokens: int | None = Field(default=None, ge=1)
+    """Also cut each document to this many tokens (needs --tokenizer)."""
 
     truncate_chars: int | None = Field(default=None, ge=1)
-    """Cut each document to this many characters (no tokenizer needed)."""
+    """Also cut each document to this many characters (no tokenizer needed)."""
+
+    # The deadline.
+    on_deadline: OnDeadline = OnDeadline.ABORT
+    """Pairs still being generated when a rerank's deadline passes: abort (free the GPU at once) or finish
+    (complete in the background into the score cache, so the same search answers in full next time)."""
+
+    max_background_pairs: int = Field(default=256, ge=0)
+    """With --on-deadline finish: most pairs finishing in the background at once; the others are aborted."""
 
     # Score cache.
-    cache_size: int = Field(default=100_000, ge=0)
-    """Scores kept in memory (0: no cache)."""
+    cache_bytes: ByteSize = Field(default=ByteSize(64 * 2**20), ge=1024)
+    """Memory for cached scores, e.g. 64MiB (a few hundred bytes per pair)."""
+
+    cache_reasoning_bytes: ByteSize = Field(default=ByteSize(32 * 2**20), ge=0)
+    """Memory for the reasoning text of the most recently used cached pairs, which explanations show (about
+    3 KB per sample); 0: none in memory, only in --cache-path / --cache-url."""
+
+    cache_size: int | None = Field(default=None, ge=0)
+    """Most pairs kept in memory, besides --cache-bytes (default: no count limit; 0: no score cache at
+    all)."""
 
     cache_path: Path | None = None
-    """sqlite file that keeps scores across restarts."""
+    """sqlite file that keeps scores, reasoning included, across restarts."""
+
+    cache_url: SecretStr | None = None
+    """Shared score cache for replicas and workers: redis://[user:password@]host:6379/0 (Redis or Valkey;
+    rediss:// for TLS, unix:///path.sock), behind the memory cache."""
+
+    cache_ttl: int = Field(default=7 * 24 * 3600, ge=1)
+    """Seconds a score stays in the shared cache (--cache-url); the server's maxmemory policy may evict it
+    sooner."""
+
+    @field_validator("cache_url")
+    @classmethod
+    def _check_cache_url(cls, url: SecretStr | None) -> SecretStr | None:
+        # Nothing of the URL is quoted: it may hold a password.
+        if url is not None and urlsplit(url.get_secret_value()).scheme not in CACHE_URL_SCHEMES:
+            expected = ", ".join(f"{scheme}://" for scheme in CACHE_URL_SCHEMES)
+            raise ValueError(f"cache_url: expected a URL starting with {expected}")
+        return url
 
     def cascade_plan(self) -> Cascade:
         return Cascade.parse(self.cascade) if self.cascade else Cascade.single(self.samples)

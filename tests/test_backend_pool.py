@@ -19,7 +19,7 @@ from retrostar_search.backends.base import SamplingParams
 from retrostar_search.backends.routing import routing_key
 from retrostar_search.backends.sglang_http import OpenAIChatBackend, SGLangGenerateBackend
 from retrostar_search.errors import BackendError
-from retrostar_search.prompts import RenderedPrompt, render_prompt
+from retrostar_search.prompts import RenderedPrompt, render_prefix, render_prompt
 from retrostar_search.reranker import Candidate, Reranker
 from retrostar_search.scoring import Cascade
 from retrostar_search.tasks import DEFAULT_TASK, PRESETS
@@ -203,8 +203,8 @@ async def test_every_request_of_a_rerank_carries_its_querys_routing_key(
     keys = scripted_sglang.stats.routing_keys
     assert (
         keys
-        == [routing_key(MODEL, DEFAULT_TASK, "first query")] * 6
-        + [routing_key(MODEL, DEFAULT_TASK, "second query")] * 6
+        == [routing_key(MODEL, render_prefix(DEFAULT_TASK, "first query"))] * 6
+        + [routing_key(MODEL, render_prefix(DEFAULT_TASK, "second query"))] * 6
     )
     assert keys[0] != keys[-1] and "first" not in keys[0]  # the key tells nothing of the query
 

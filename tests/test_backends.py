@@ -144,6 +144,15 @@ async def test_failures_raise_backend_errors_without_prompt_text(
     assert "secret" not in str(failure.value)
 
 
+@pytest.mark.parametrize(("status", "transient"), [(400, False), (404, False), (429, True), (503, True)])
+async def test_only_errors_worth_a_retry_are_transient(http_backends, status, transient) -> None:
+    backend = await http_backends()
+    prompt = render_prompt(PRESETS["biology"], "q", f"doc [[error:{status}]]")
+    with pytest.raises(BackendError) as failure:
+        await backend.generate(prompt, 1, SamplingParams())
+    assert failure.value.transient is transient
+
+
 async def test_a_prompt_over_the_context_is_the_servers_400(scripted_sglang, http_backends) -> None:
     scripted_sglang.script(context_length=200)
     backend = await http_backends()

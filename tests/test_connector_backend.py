@@ -36,7 +36,7 @@ def test_answers_name_the_served_model(
     assert response.json()["model"] == CHECKPOINT_8B
     assert [result["index"] for result in response.json()["results"]] == [0, 1]
     ready = client.get("/ready").json()
-    assert ready == {"status": "ready", "backend": backend, "model": CHECKPOINT_8B}
+    assert (ready["status"], ready["backend"], ready["model"]) == ("ready", backend, CHECKPOINT_8B)
 
 
 def test_a_model_the_server_does_not_serve_stops_the_connector_at_startup(
@@ -66,9 +66,10 @@ def test_ready_says_why_the_backend_is_not_ready(
     client = connector_client()
     response = client.get("/ready")
     assert response.status_code == 503
-    assert response.json() == {
-        "status": "unavailable",
-        "message": f"the sglang backend at {scripted_sglang.url} answered HTTP 503 to /readiness",
-    }
+    assert response.json()["status"] == "unavailable"
+    assert (
+        response.json()["message"]
+        == f"the sglang backend at {scripted_sglang.url} answered HTTP 503 to /readiness"
+    )
     scripted_sglang.script(live_workers=1)
     assert client.get("/ready").status_code == 200

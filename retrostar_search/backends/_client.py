@@ -105,13 +105,14 @@ class PooledClient:
         given = URL(base_url.rstrip("/"))
         # Credentials in the URL are sent as basic auth (a proxy in front), unless a bearer key is given:
         # one Authorization header holds one of them. The URL itself never carries them into messages.
-        auth = None
         if given.user is not None and "Authorization" not in headers:
-            auth = aiohttp.BasicAuth(given.user, given.password or "")
+            headers = {
+                **headers,
+                "Authorization": aiohttp.BasicAuth(given.user, given.password or "").encode(),
+            }
         self.base_url = given.with_user(None)
         self.display_url = str(self.base_url)
         self._headers = dict(headers)
-        self._auth = auth
         self._max_connections = max_connections
         # Made on first use, inside the event loop that uses them (aiohttp binds a pool to its loop).
         self._session: aiohttp.ClientSession | None = None
@@ -133,7 +134,6 @@ class PooledClient:
             self._session = aiohttp.ClientSession(
                 connector=_PoolConnector(limit=self._max_connections, keepalive_timeout=KEEPALIVE_SECONDS),
                 headers={"Content-Type": "application/json", **self._headers},
-                auth=self._auth,
                 timeout=no_timers,
             )
             self._control = aiohttp.ClientSession(
@@ -141,7 +141,6 @@ class PooledClient:
                     limit=CONTROL_CONNECTIONS, keepalive_timeout=KEEPALIVE_SECONDS
                 ),
                 headers=self._headers,
-                auth=self._auth,
                 timeout=aiohttp.ClientTimeout(total=CONTROL_TIMEOUT_SECONDS),
             )
         return self._session, self._control

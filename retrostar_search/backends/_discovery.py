@@ -18,7 +18,10 @@ GetJSON = Callable[[str], Awaitable[tuple[int, Any]]]
 
 
 class ModelNotServed(BackendError):
-    """The configured model is not among those the server serves."""
+    """The configured model is not among those the server serves: asking again repeats the answer."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
 
 
 class ServerKind(StrEnum):

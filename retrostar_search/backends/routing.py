@@ -1,4 +1,4 @@
-"""Query affinity behind the SGLang router: every request of one rerank carries the same routing key.
+"""Query affinity behind the SGLang router: every request of one query carries the same routing key.
 
 With `--policy manual` the router keeps the requests of one `X-SMG-Routing-Key` on one worker, so the
 worker that computed a query's prompt prefix (everything before the document: the task and the query)
@@ -8,16 +8,16 @@ queries get different keys and spread over the workers. A single SGLang worker i
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
-
-from retrostar_search.tasks import TaskDefinition
 
 ROUTING_KEY_HEADER = "X-SMG-Routing-Key"
 
 
-def routing_key(model: str, task: TaskDefinition, query: str) -> str:
-    """A key that is the same for every request of one (model, task, query) and differs otherwise; it
-    reveals nothing of the query (the router logs and forwards it)."""
-    material = json.dumps([model, task.fingerprint, query], ensure_ascii=False)
-    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+@functools.lru_cache(maxsize=1024)
+def routing_key(model: str, prefix: str) -> str:
+    """The key of one query's prompts: the model and the prompt prefix they share (the task and the query,
+    rendered; `retrostar_search.prompts.render_prefix`). It reveals nothing of the query (the router logs
+    and forwards it). Cached: every pair of a query asks for it with the same prefix."""
+    material = f"{model}\\x00{prefix}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(material).hexdigest()[:32]

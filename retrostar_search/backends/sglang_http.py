@@ -198,7 +198,10 @@ class _HTTPBackend(Backend):
         if status >= 400:
             if status == 404:
                 self.served = None  # the model or the route is gone: ask again what the server serves
-            raise BackendError(f"{self._endpoint} answered HTTP {status}{_error_message(raw)}")
+            raise BackendError(
+                f"{self._endpoint} answered HTTP {status}{_error_message(raw)}",
+                transient=status >= 500 or status in _TRANSIENT_4XX,
+            )
         try:
             answer = json.loads(raw)
         except ValueError:
@@ -298,6 +301,10 @@ class OpenAIChatBackend(_HTTPBackend):
 
     def _generations(self, answer: Any) -> list[Generation]:
         return chat_generations(answer)
+
+
+# Refusals worth one more try: a request timeout, and a router or server shedding load.
+_TRANSIENT_4XX = frozenset({408, 429})
 
 
 def _error_message(raw: bytes) -> str:

@@ -13,17 +13,17 @@ processor builds it):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from retrostar_search.engines.search import DEFAULT_FIELDS, ConnectorClient, Hit
+from retrostar_search.engines.search import DEFAULT_FIELDS, ConnectorClient, Hit, degradation_reason
 from retrostar_search.errors import BackendError
 from retrostar_search.reranker import Reranker
 from retrostar_search.scoring import Cascade
 from retrostar_search.settings import RerankerSettings
-from retrostar_search.tasks import TaskDefinition
+from retrostar_search.tasks import TaskDefinition, resolve_task
 
 # Above the connector's own deadline (25 s by default): past it the connector answers what it knows.
 CONNECTOR_TIMEOUT_S = 300.0
@@ -38,6 +38,9 @@ class RerankOutcome:
     # Pairs sent to the model and pairs served from the cache; None where the path does not report them.
     pairs_scored: int | None = None
     cache_hits: int | None = None
+    # Candidates left without a score by a failure, and why (the backend's error, the deadline).
+    unscored: int = 0
+    reason: str | None = None
 
 
 class RerankLeg(Protocol):
@@ -72,6 +75,8 @@ class InProcessLeg:
             degraded=result.degraded,
             pairs_scored=result.pairs_scored,
             cache_hits=result.cache_hits,
+            unscored=result.unscored if result.degraded else 0,
+            reason=degradation_reason(result),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -80,7 +85,7 @@ class InProcessLeg:
             "path": "in-process",
             "backend": backend.kind,
             "model": backend.model,
-            "task": self.task.name,
+            "task": self.task.model_dump(),
             "cascade": str(self.cascade),
         }
 
@@ -89,7 +94,7 @@ class ConnectorLeg:
     def __init__(
         self,
         client: ConnectorClient,
-        task: str | Mapping[str, Any] | None = None,
+        task: str | None = None,
         fields: Sequence[str] = DEFAULT_FIELDS,
     ) -> None:
         self.client = client
@@ -100,19 +105,27 @@ class ConnectorLeg:
         if not hits:
             return RerankOutcome(ranking=[], degraded=False)
         # The client is synchronous (and shareable between threads); a thread keeps the queries concurrent.
-        scores = await asyncio.to_thread(
+        answer = await asyncio.to_thread(
             self.client.rerank, query, [hit.candidate(self.fields) for hit in hits], False, self.task
         )
         return RerankOutcome(
-            ranking=[hits[score.index].id for score in scores],
-            degraded=not all(score.scored for score in scores),
+            ranking=[hits[score.index].id for score in answer.scores],
+            degraded=answer.degraded,
+            unscored=answer.unscored,
+            reason=answer.reason,
         )
 
     def describe(self) -> dict[str, Any]:
+        readiness = self.client.readiness()
         return {
             "path": "connector",
             "connector_url": self.client.base_url,  # ConnectorClient keeps it without credentials
-            "task": self.task or "server default",
+            "backend": readiness.backend,
+            "model": readiness.model,
+            # The preset sent with each request, else the connector's own task as its /ready says.
+            "task": resolve_task(self.task).model_dump()
+            if self.task
+            else (readiness.task.model_dump() if readiness.task else "the connector's (not reported)"),
         }
 
 
