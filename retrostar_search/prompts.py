@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from retrostar_search.errors import MissingExtra
+from retrostar_search.extras import import_extra
 from retrostar_search.tasks import TaskDefinition
 
 # Bump when anything that changes the model's input changes: it is part of every score-cache key.
@@ -127,12 +127,11 @@ class Truncation:
         return document
 
 
+# What needs the `tokenizer` extra, as `MissingExtra` names it.
+TOKEN_TRUNCATION = "token-based truncation (--truncate-tokens with --tokenizer)"
+
+
 def load_tokenizer(path: str) -> Tokenizer:
     """The model's tokenizer from a local folder (the `tokenizer` extra); hubs are not contacted."""
-    try:
-        from transformers import AutoTokenizer
-    except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise MissingExtra(
-            "token-based truncation needs the 'tokenizer' extra: pip install 'retrostar-search[tokenizer]'"
-        ) from exc
-    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    transformers = import_extra("transformers", "tokenizer", TOKEN_TRUNCATION)
+    return transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)

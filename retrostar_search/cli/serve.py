@@ -20,6 +20,7 @@ from rich.markup import escape
 from connector.explorer.settings import ExplorerSettings
 from connector.settings import ENV_PREFIX, ConnectorSettings, LimitSettings, ServerSettings
 from retrostar_search.cli.options import set_signature
+from retrostar_search.factory import check_extras
 from retrostar_search.rerank_log.settings import RerankLogSettings
 from retrostar_search.settings import BackendSettings, ScoringSettings, TaskSettings
 
@@ -41,6 +42,7 @@ def serve(**given: Any) -> None:
     """Serve the Retro* rerank connector (Cohere- and TEI-compatible) over HTTP."""
     # Every option is a setting; None means "not given here", which lets env and config file speak.
     settings = load_settings({name: value for name, value in given.items() if value is not None})
+    check_extras(settings)
 
     import uvicorn
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from retrostar_search.engines._hits import RELEVANCE_SCALE
 from retrostar_search.engines.connector_endpoint import RERANK_PATH
 from retrostar_search.errors import SearchError
 from retrostar_search.reranker import Candidate
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class ConnectorClient:
     which is better than a client-side timeout with nothing."""
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+        # httpx is imported by the methods that use it: `retrosearch search --help` need not load it.
+        import httpx
+
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
         # What messages and reports name: the URL without any user:password written into it (httpx
@@ -45,6 +49,8 @@ class ConnectorClient:
     def backend_kind(self) -> str | None:
         """The connector's backend ("sglang", "openai", "engine", "cpu") as its /ready reports it; None when
         the connector does not answer. Lets output say when scores come from the CPU fallback, not Retro*."""
+        import httpx
+
         try:
             body = self._http.get("/ready", timeout=5.0).json()
         except (httpx.HTTPError, ValueError):
@@ -72,6 +78,8 @@ class ConnectorClient:
             payload["return_explanations"] = True
         if task is not None:
             payload["task"] = task
+        import httpx
+
         try:
             response = self._http.post(RERANK_PATH, json=payload)
         except httpx.TimeoutException:
