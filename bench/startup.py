@@ -29,6 +29,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+SLOWEST_KEPT = 30  # imports recorded per command, costliest first
 # Nothing listens on port 9: `index` fails at its first engine call, having imported all it needs.
 UNREACHABLE_ENGINE = "http://127.0.0.1:9"
 
@@ -110,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         corpus = Path(scratch) / "corpus.jsonl"
         corpus.write_text('{"id": "1", "title": "Leaves", "text": "Why leaves change colour."}\n')
         record = measure(scripts, commands(corpus), args.repeats)
-    print_report(record, args.top)
     if args.json:
         args.json.write_text(json.dumps(record, indent=1))
+    print_report(record, args.top)
+    if args.json:
         print(f"\nmeasurements written to {args.json}")
     return 0
 
@@ -134,8 +136,19 @@ def measure(
             by_package: dict[str, int] = defaultdict(int)
             for own, _, _, module in rows:
                 by_package[module.split(".")[0]] += own
-            total = sum(own for own, _, _, _ in rows)
-            imports[name] = {"total_us": total, "by_package_us": dict(by_package), "modules": rows}
+            # The costliest imports near the top of the tree (the command modules' own lines aside: what
+            # they import is listed instead), with the import that pulled each in.
+            shallow = [row for row in rows if row[2] <= 3 and not row[3].startswith("retrostar_search.cli")]
+            slowest = sorted(shallow, key=lambda row: -row[1])[:SLOWEST_KEPT]
+            imports[name] = {
+                "total_us": sum(own for own, _, _, _ in rows),
+                "module_count": len(rows),
+                "by_package_us": dict(by_package),
+                "slowest": [
+                    (module, cumulative, _parent(rows, module, depth))
+                    for _, cumulative, depth, module in slowest
+                ],
+            }
         record["installations"][label] = {
             "retrosearch": str(script),
             "wall_seconds": {name: values for (owner, name), values in times.items() if owner == label},
@@ -168,12 +181,13 @@ def print_report(record: dict[str, Any], top: int) -> None:
         print(row)
 
     for name, profile in current["imports"].items():
-        rows = [tuple(row) for row in profile["modules"]]
         total = profile["total_us"]
-        summary = f"\n`retrosearch {name}`: {total / 1000:.0f} ms of imports, {len(rows)} modules"
+        summary = (
+            f"\n`retrosearch {name}`: {total / 1000:.0f} ms of imports, {profile['module_count']} modules"
+        )
         if baseline:
             before = baseline["imports"][name]
-            summary += f" (baseline: {before['total_us'] / 1000:.0f} ms, {len(before['modules'])} modules)"
+            summary += f" (baseline: {before['total_us'] / 1000:.0f} ms, {before['module_count']} modules)"
         print(summary)
         print("| package (self times summed) | ms | share |")
         print("|---|---|---|")
@@ -181,18 +195,17 @@ def print_report(record: dict[str, Any], top: int) -> None:
             print(f"| {package} | {own / 1000:.1f} | {own / total:.0%} |")
         print("| import (cumulative, nesting depth <= 3) | ms | imported within |")
         print("|---|---|---|")
-        shallow = [row for row in rows if row[2] <= 3 and not str(row[3]).startswith("retrostar_search.cli")]
-        for _, cumulative, depth, module in sorted(shallow, key=lambda row: -row[1])[:top]:
-            print(f"| {module} | {cumulative / 1000:.1f} | {_parent(rows, module, depth)} |")
+        for module, cumulative, parent in profile["slowest"][:top]:
+            print(f"| {module} | {cumulative / 1000:.1f} | {parent} |")
 
 
-def _parent(rows: list[Any], module: str, depth: int) -> str:
+def _parent(rows: list[tuple[int, int, int, str]], module: str, depth: int) -> str:
     """The import that pulled `module` in: importtime prints children before their parent, one level up."""
     for index, row in enumerate(rows):
         if row[3] == module:
             for later in rows[index + 1 :]:
                 if later[2] == depth - 1:
-                    return str(later[3])
+                    return later[3]
             break
     return "(top level)"
 
