@@ -21,27 +21,29 @@ from retrostar_search.errors import MissingExtra
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
+class CommandEntry:
     module: str  # under retrostar_search.cli; its register(app) adds the command
     summary: str  # what `retrosearch --help` shows: the first paragraph of the command's help
 
 
 # In `retrosearch --help` order.
-COMMANDS: dict[str, Command] = {
-    "index": Command("index", "Index a corpus for BM25 retrieval and Retro* reranking."),
-    "serve": Command("serve", "Serve the Retro* rerank connector (Cohere- and TEI-compatible) over HTTP."),
-    "search": Command("search", "Search an index and show how Retro* reorders the hits."),
-    "eval": Command(
+COMMANDS: dict[str, CommandEntry] = {
+    "index": CommandEntry("index", "Index a corpus for BM25 retrieval and Retro* reranking."),
+    "serve": CommandEntry(
+        "serve", "Serve the Retro* rerank connector (Cohere- and TEI-compatible) over HTTP."
+    ),
+    "search": CommandEntry("search", "Search an index and show how Retro* reorders the hits."),
+    "eval": CommandEntry(
         "eval", "Evaluate first-stage BM25 against Retro* reranking on a BEIR or BRIGHT collection."
     ),
-    "node": Command(
+    "node": CommandEntry(
         "node",
         "Run a local single-node OpenSearch (with ML Commons, neural-search, k-NN) or Elasticsearch, "
         "provisioned from Maven Central with mvn and cached for offline restarts.",
     ),
-    "setup": Command("setup", "Wire the Retro* rerank connector into a search engine."),
-    "teardown": Command("setup", "Remove what `retrosearch setup` made."),
-    "dashboards": Command(
+    "setup": CommandEntry("setup", "Wire the Retro* rerank connector into a search engine."),
+    "teardown": CommandEntry("setup", "Remove what `retrosearch setup` made."),
+    "dashboards": CommandEntry(
         "dashboards",
         "Saved objects (index pattern, charts, a dashboard) that show the rerank log in OpenSearch "
         "Dashboards or Kibana.",
