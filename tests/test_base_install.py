@@ -238,6 +238,11 @@ WITHOUT_EXTRAS = [
         "error:",
     ),
     (["search", "leaves", "--index", "x", "--url", UNREACHABLE], ExitCode.FAILED, "search failed:"),
+    (
+        ["setup", "elasticsearch", "--connector-url", CONNECTOR, "--url", UNREACHABLE],
+        ExitCode.FAILED,
+        "error:",
+    ),
 ]
 # (arguments, the extra they need).
 NEEDING_EXTRAS = [

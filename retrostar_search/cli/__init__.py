@@ -17,8 +17,6 @@ from typing import Annotated, Any, TypeAlias
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from retrostar_search.errors import MissingExtra
-
 
 @dataclass(frozen=True, slots=True)
 class CommandEntry:
@@ -88,13 +86,16 @@ class LazyCommands(TyperGroup):
     def invoke(self, ctx: _Context) -> Any:
         try:
             return super().invoke(ctx)
-        except MissingExtra as error:
-            # Wherever a command finds an optional extra missing (an option's, a file format's), it ends
-            # the same way: the extra to install, exit code 4, no traceback.
+        except Exception as error:
+            # What a command did not report itself still ends as one line and the exit code of its kind,
+            # never a traceback: an optional extra missing wherever an option or a file format needs it
+            # (exit 4, with the extra to install), an engine client's error a command did not expect.
             from rich.console import Console
 
-            from retrostar_search.cli.errors import fail
+            from retrostar_search.cli.errors import command_errors, fail
 
+            if not isinstance(error, command_errors()):
+                raise
             fail(Console(stderr=True), error)
 
 
