@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 import uvicorn
 import yaml
 from typer.testing import CliRunner
@@ -21,6 +20,7 @@ import connector.logs
 from connector.rerank_log import RerankLogSettings
 from connector.settings import ENV_PREFIX, ConnectorSettings
 from retrostar_search.cli import app
+from tests.cli_commands import find_command
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -239,16 +239,6 @@ def test_readme_installs_the_package_the_same_way() -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def _command(args: list[str]) -> tuple[Any, list[str]]:
-    """The (click) command `retrosearch <args>` runs, and the arguments left for it."""
-    command = typer.main.get_command(app)
-    remaining = list(args)
-    while hasattr(command, "commands"):  # a command group: descend by name
-        assert remaining and remaining[0] in command.commands, f"no command {remaining[:1]}"
-        command, remaining = command.commands[remaining[0]], remaining[1:]
-    return command, remaining
-
-
 def _environment_options(command: Any) -> set[str]:
     names: set[str] = set()
     for param in command.params:
@@ -261,7 +251,7 @@ def _environment_options(command: Any) -> set[str]:
 @pytest.mark.parametrize("job", ["connector", "setup", "dashboards-import"])
 def test_service_commands_parse_with_the_real_cli(file: str, job: str) -> None:
     spec = resolve(service(load(file)["services"], job))
-    command, remaining = _command(spec["command"])
+    command, remaining = find_command(spec["command"])
     # Parsing (not running) checks every option exists and takes the value given; the environment
     # stands in for the secrets compose passes.
     environment = {name: str(value) for name, value in spec.get("environment", {}).items()}
@@ -284,7 +274,7 @@ def test_connector_environment_names_are_connector_settings(file: str) -> None:
 @pytest.mark.parametrize("job", ["setup", "dashboards-import"])
 def test_job_environment_names_are_read_by_their_command(file: str, job: str) -> None:
     spec = load(file)["services"][job]
-    command, _ = _command(resolve(spec["command"]))
+    command, _ = find_command(resolve(spec["command"]))
     assert set(spec["environment"]) <= _environment_options(command), job
 
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from retrostar_search.engines._explanations import Explanation
 from retrostar_search.engines._hits import RELEVANCE_SCALE
@@ -21,6 +19,9 @@ from retrostar_search.tasks import TaskDefinition
 
 READY_TIMEOUT_S = 5.0
 CPU_BACKEND = "cpu"
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,9 @@ class ConnectorClient:
     which is better than a client-side timeout with nothing."""
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+        # httpx is imported by the methods that use it: `retrosearch search --help` need not load it.
+        import httpx
+
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
         self._api_key = api_key
@@ -137,6 +141,8 @@ class ConnectorClient:
 
     def readiness(self) -> ConnectorReadiness:
         """What `/ready` says; never raises (an unreachable connector is a readiness too)."""
+        import httpx
+
         try:
             response = self._http.get("/ready", timeout=READY_TIMEOUT_S)
         except httpx.HTTPError as error:
@@ -247,6 +253,8 @@ class ConnectorClient:
         self.close()
 
     def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> httpx.Response:
+        import httpx
+
         try:
             return self._http.request(method, path, json=payload)
         except httpx.HTTPError as error:
