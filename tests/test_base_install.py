@@ -231,17 +231,17 @@ WITHOUT_EXTRAS = [
     (["setup", "opensearch", "--connector-url", CONNECTOR, "--dry-run"], ExitCode.OK, "PUT "),
     (["setup", "elasticsearch", "--connector-url", CONNECTOR, "--dry-run"], ExitCode.OK, "PUT "),
     (["node", "status", "--port", "9399"], ExitCode.INCOMPLETE, "stopped opensearch"),
-    (["index", SMALL_CORPUS, "--index", "x", "--url", UNREACHABLE], ExitCode.FAILED, "error:"),
+    (["index", SMALL_CORPUS, "--index", "x", "--url", UNREACHABLE], ExitCode.FAILED, "error: cannot reach"),
     (
         ["index", SMALL_CORPUS, "-i", "x", "--engine", "elasticsearch", "--url", UNREACHABLE],
         ExitCode.FAILED,
-        "error:",
+        "error: cannot reach",
     ),
-    (["search", "leaves", "--index", "x", "--url", UNREACHABLE], ExitCode.FAILED, "search failed:"),
+    (["search", "leaves", "--index", "x", "--url", UNREACHABLE], ExitCode.FAILED, "error: cannot reach"),
     (
         ["setup", "elasticsearch", "--connector-url", CONNECTOR, "--url", UNREACHABLE],
         ExitCode.FAILED,
-        "error:",
+        "error: cannot reach",
     ),
 ]
 # (arguments, the extra they need).

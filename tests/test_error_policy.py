@@ -102,4 +102,4 @@ def test_an_unreachable_engine_is_one_line_and_exit_1_whichever_command_meets_it
     result = CliRunner().invoke(app, [*command, "--url", "http://127.0.0.1:9"], env={"COLUMNS": "250"})
     assert result.exit_code == ExitCode.FAILED, result.output
     assert isinstance(result.exception, SystemExit)
-    assert "Connection refused" in result.output and "Traceback" not in result.output
+    assert "connection refused" in result.output and "Traceback" not in result.output

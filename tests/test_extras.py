@@ -131,7 +131,7 @@ def uvicorn_not_started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     ("extra", "options", "needed_for"),
     [
         ("sglang", ["--backend", "engine"], "the in-process engine"),
-        ("tokenizer", ["--truncate-tokens", "512", "--tokenizer", "/models/qwen3"], "token-based truncation"),
+        ("tokenizer", ["--tokenizer", "/models/qwen3"], "counting tokens with the model's tokenizer"),
     ],
 )
 def test_serve_with_an_option_whose_extra_is_missing_exits_before_listening(

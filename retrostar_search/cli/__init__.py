@@ -30,7 +30,10 @@ COMMANDS: dict[str, CommandEntry] = {
     "serve": CommandEntry(
         "serve", "Serve the Retro* rerank connector (Cohere- and TEI-compatible) over HTTP."
     ),
-    "search": CommandEntry("search", "Search an index and show how Retro* reorders the hits."),
+    "search": CommandEntry(
+        "search",
+        "Search an index and show how Retro* reorders the hits; exit 3 if the rerank left any unscored.",
+    ),
     "eval": CommandEntry(
         "eval", "Evaluate first-stage BM25 against Retro* reranking on a BEIR or BRIGHT collection."
     ),
