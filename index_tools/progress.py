@@ -1,9 +1,11 @@
-"""Progress of an indexing run: a live bar at a terminal, plain lines on stderr everywhere else.
+"""Progress of a long run (indexing a corpus, warming the score cache): a live bar at a terminal, plain
+lines on stderr everywhere else.
 
 A run whose output goes to a file or a pipe (CI, ``nohup``, ``| tee``) gets no live bar, which would
 only be drawn once at the end; it gets a line every ``PLAIN_INTERVAL_SECONDS`` instead, so a long run is
-never silent. Either way the total comes from the corpus: an exact count where it is cheap (plain files,
-parquet, folders), else an estimate from the share of compressed bytes read (gzip), shown with ``≈``.
+never silent. For indexing the total comes from the corpus: an exact count where it is cheap (plain
+files, parquet, folders), else an estimate from the share of compressed bytes read (gzip), shown with
+``≈``; a run that knows its count up front (`FixedTotal`) shows it as is.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -29,6 +32,44 @@ from rich.text import Text
 from index_tools.readers import Corpus
 
 PLAIN_INTERVAL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class ProgressWords:
+    """How a run names itself and what it counts: ``indexing: 10/20 records, 5 docs/s``."""
+
+    action: str
+    things: str
+    rate_unit: str
+
+
+INDEXING = ProgressWords(action="indexing", things="records", rate_unit="docs/s")
+
+
+class Total(Protocol):
+    """What a run expects to do, as known while it runs."""
+
+    @property
+    def estimated(self) -> bool: ...
+
+    def current(self, done: int) -> int | None: ...
+
+    def label(self, done: int) -> str: ...
+
+
+class FixedTotal:
+    """A total known before the run starts."""
+
+    estimated = False
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def current(self, done: int) -> int | None:
+        return max(self.count, done)
+
+    def label(self, done: int) -> str:
+        return f"{done:,}/{self.current(done):,}"
 
 
 class RecordTotal:
@@ -55,7 +96,7 @@ class RecordTotal:
 
 
 class _CountColumn(ProgressColumn):
-    def __init__(self, total: RecordTotal) -> None:
+    def __init__(self, total: Total) -> None:
         super().__init__()
         self.total = total
 
@@ -66,13 +107,17 @@ class _CountColumn(ProgressColumn):
 # Rate and time left from the average since the start: rich's own estimates restart whenever the total
 # changes, which an estimated total does at every step.
 class _RateColumn(ProgressColumn):
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
     def render(self, task: Task) -> Text:
         rate = _rate(task)
-        return Text(f"{rate:,.0f} docs/s" if rate else "- docs/s", style="progress.data.speed")
+        return Text(f"{rate:,.0f} {self.unit}" if rate else f"- {self.unit}", style="progress.data.speed")
 
 
 class _TimeLeftColumn(ProgressColumn):
-    def __init__(self, total: RecordTotal) -> None:
+    def __init__(self, total: Total) -> None:
         super().__init__()
         self.total = total
 
@@ -89,18 +134,21 @@ def _rate(task: Task) -> float:
 
 
 @contextmanager
-def live_bar(console: Console, total: RecordTotal) -> Iterator[Callable[[int], None]]:
-    """A progress bar of records done (indexed or rejected), with docs/s and an ETA once a total is known."""
+def live_bar(
+    console: Console, total: Total, words: ProgressWords = INDEXING
+) -> Iterator[Callable[[int], None]]:
+    """A progress bar of things done (records indexed or rejected), with their rate and an ETA once a
+    total is known."""
     columns: list[ProgressColumn] = [
-        TextColumn("[bold]indexing"),
+        TextColumn(f"[bold]{words.action}"),
         BarColumn(),
         _CountColumn(total),
-        _RateColumn(),
+        _RateColumn(words.rate_unit),
         TimeElapsedColumn(),
         _TimeLeftColumn(total),
     ]
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("indexing", total=total.current(0))
+        task = progress.add_task(words.action, total=total.current(0))
 
         def advance(done: int) -> None:
             progress.advance(task, done)
@@ -118,9 +166,10 @@ class PlainProgress:
     def __init__(
         self,
         stream: TextIO,
-        total: RecordTotal,
+        total: Total,
         interval: float = PLAIN_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        words: ProgressWords = INDEXING,
     ) -> None:
         self.stream = stream
         self.total = total
@@ -128,6 +177,7 @@ class PlainProgress:
         self.clock = clock
         self.done = 0
         self.started = clock()
+        self.words = words
         self.next_line = self.started + interval
 
     def advance(self, done: int) -> None:
@@ -139,13 +189,13 @@ class PlainProgress:
 
     def write(self, now: float | None = None) -> None:
         elapsed = (self.clock() if now is None else now) - self.started
-        line = f"indexing: {self.total.label(self.done)} records"
+        line = f"{self.words.action}: {self.total.label(self.done)} {self.words.things}"
         total = self.total.current(self.done)
         if total:
             line += f" ({100 * self.done / total:.0f}%)"
         if self.done:
             rate = self.done / elapsed if elapsed > 0 else 0.0
-            line += f", {rate:,.0f} docs/s, {_duration(elapsed)} elapsed"
+            line += f", {rate:,.0f} {self.words.rate_unit}, {_duration(elapsed)} elapsed"
             if total and rate and self.done < total:
                 line += f", about {_duration((total - self.done) / rate)} left"
         print(line, file=self.stream, flush=True)
@@ -157,22 +207,26 @@ def _duration(seconds: float) -> str:
 
 @contextmanager
 def plain_lines(
-    stream: TextIO, total: RecordTotal, interval: float = PLAIN_INTERVAL_SECONDS
+    stream: TextIO, total: Total, interval: float = PLAIN_INTERVAL_SECONDS, words: ProgressWords = INDEXING
 ) -> Iterator[Callable[[int], None]]:
-    progress = PlainProgress(stream, total, interval)
+    progress = PlainProgress(stream, total, interval, words=words)
     progress.write()
     yield progress.advance
     progress.write()
 
 
 @contextmanager
-def indexing_progress(console: Console, corpus: Corpus) -> Iterator[Callable[[int], None]]:
-    """Progress for ``index_corpus``'s ``on_progress``: a live bar when ``console`` is a terminal, else
-    plain lines on stderr (the summary stays on ``console``)."""
-    total = RecordTotal(corpus)
+def run_progress(console: Console, total: Total, words: ProgressWords) -> Iterator[Callable[[int], None]]:
+    """Progress of a run: a live bar when ``console`` is a terminal, else plain lines on stderr (the
+    summary stays on ``console``). Yields the callback that adds the things done."""
     if console.is_terminal:
-        with live_bar(console, total) as advance:
+        with live_bar(console, total, words) as advance:
             yield advance
     else:
-        with plain_lines(sys.stderr, total) as advance:
+        with plain_lines(sys.stderr, total, words=words) as advance:
             yield advance
+
+
+def indexing_progress(console: Console, corpus: Corpus) -> AbstractContextManager[Callable[[int], None]]:
+    """Progress for ``index_corpus``'s ``on_progress``."""
+    return run_progress(console, RecordTotal(corpus), INDEXING)

@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-COMMAND_MODULES: tuple[str, ...] = ("node", "index", "serve", "setup", "search", "eval", "dashboards")
+COMMAND_MODULES: tuple[str, ...] = ("node", "index", "serve", "setup", "search", "eval", "warm", "dashboards")
 
 app = typer.Typer(
     name="retrosearch",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import httpx
 
@@ -27,6 +27,36 @@ class RerankScore:
     @property
     def retrostar_score(self) -> float | None:
         return self.relevance_score * RELEVANCE_SCALE if self.scored else None
+
+
+@dataclass(frozen=True)
+class RerankReply(Sequence[RerankScore]):
+    """One rerank's answer: the scores, best first (the reply is their sequence), whether the connector
+    degraded it (a backend failure or its deadline left a pair unscored), and what it says it did
+    (`meta.retrostar`): pairs sent to the model, pairs served from its cache and pairs the backend failed
+    (None where it does not say)."""
+
+    scores: list[RerankScore]
+    degraded: bool = False
+    pairs_scored: int | None = None
+    cache_hits: int | None = None
+    backend_errors: int | None = None
+
+    @property
+    def unscored(self) -> int:
+        return sum(not score.scored for score in self.scores)
+
+    @overload
+    def __getitem__(self, index: int) -> RerankScore: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[RerankScore]: ...
+
+    def __getitem__(self, index: int | slice) -> RerankScore | Sequence[RerankScore]:
+        return self.scores[index]
+
+    def __len__(self) -> int:
+        return len(self.scores)
 
 
 class ConnectorClient:
@@ -57,12 +87,13 @@ class ConnectorClient:
         candidates: Sequence[Candidate],
         explain: bool = False,
         task: str | Mapping[str, Any] | None = None,
-    ) -> list[RerankScore]:
-        """One score per candidate, best first (unscored candidates last, as the connector orders them).
+    ) -> RerankReply:
+        """One score per candidate, best first (unscored candidates last, as the connector orders them),
+        with the connector's own counts of what the model and its cache did.
 
         The candidates' ids only label them in the connector's rerank log (else it records hashes)."""
         if not candidates:
-            return []
+            return RerankReply(scores=[], pairs_scored=0, cache_hits=0, backend_errors=0)
         # The wire keeps Cohere's list of texts; the ids travel beside it as Retro*'s `document_ids`.
         payload: dict[str, Any] = {"query": query, "documents": [candidate.text for candidate in candidates]}
         ids = [candidate.id for candidate in candidates]
@@ -85,12 +116,13 @@ class ConnectorClient:
                 f"the connector at {self.base_url} answered HTTP {response.status_code}: "
                 f"{_error_message(response)}"
             )
-        results = response.json().get("results", [])
+        body = response.json()
+        results = body.get("results", [])
         if len(results) != len(candidates):
             raise SearchError(
                 f"the connector answered {len(results)} results for {len(candidates)} documents"
             )
-        return [
+        scores = [
             RerankScore(
                 index=int(result["index"]),
                 candidate=candidates[int(result["index"])],
@@ -100,6 +132,14 @@ class ConnectorClient:
             )
             for result in results
         ]
+        stats = (body.get("meta") or {}).get("retrostar") or {}
+        return RerankReply(
+            scores=scores,
+            degraded=bool(body.get("degraded", any(not score.scored for score in scores))),
+            pairs_scored=stats.get("pairs_scored"),
+            cache_hits=stats.get("cache_hits"),
+            backend_errors=stats.get("backend_errors"),
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -25,7 +25,7 @@ from retrostar_search.engines._rerank import (
     search_first_stage,
     search_through_pipeline,
 )
-from retrostar_search.engines.connector_client import ConnectorClient, RerankScore
+from retrostar_search.engines.connector_client import ConnectorClient, RerankReply, RerankScore
 from retrostar_search.errors import SearchError
 from retrostar_search.reranker import Candidate
 
@@ -37,6 +37,7 @@ __all__ = [
     "Candidate",
     "ConnectorClient",
     "Hit",
+    "RerankReply",
     "RerankScore",
     "RerankedSearch",
     "SearchError",

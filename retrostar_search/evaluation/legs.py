@@ -1,13 +1,15 @@
-"""The rerank leg of an evaluation: how the first-stage candidates of one query get reordered.
+"""The rerank leg of an evaluation (and of `retrosearch warm`): how the first-stage candidates of one query
+get reordered.
 
-Two paths, both scoring the same document text (``document_text``: title and text, as OpenSearch's rerank
-processor builds it):
+Two paths, both scoring the same document text (``document_text`` over the fields, title and text by
+default, as OpenSearch's rerank processor builds it):
 
 - ``InProcessLeg``: the core Reranker in this process, with a persistent score cache. It honours the
-  evaluation's own cascade and task, has no deadline (an evaluation waits for every score), and counts
-  the pairs it sends to the model exactly. The default.
+  run's own cascade and task, has no deadline (an evaluation waits for every score), and counts the pairs
+  it sends to the model exactly. The default.
 - ``ConnectorLeg``: a running connector, client-side, exactly as `retrosearch search` reranks. The task
-  goes with each request; the cascade and the cache are the connector's own settings.
+  goes with each request; the cascade and the cache are the connector's own settings, and the counts are
+  the ones it reports.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class RerankOutcome:
     # Pairs sent to the model and pairs served from the cache; None where the path does not report them.
     pairs_scored: int | None = None
     cache_hits: int | None = None
+    # Pairs the model did not answer: failed, or cut by a deadline (at least the unscored candidates).
+    failed: int = 0
 
 
 class RerankLeg(Protocol):
@@ -72,6 +76,7 @@ class InProcessLeg:
             degraded=result.degraded,
             pairs_scored=result.pairs_scored,
             cache_hits=result.cache_hits,
+            failed=max(result.backend_errors, result.unscored),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -97,15 +102,16 @@ class ConnectorLeg:
         self.fields = fields
 
     async def rerank(self, query: str, hits: Sequence[Hit]) -> RerankOutcome:
-        if not hits:
-            return RerankOutcome(ranking=[], degraded=False)
         # The client is synchronous (and shareable between threads); a thread keeps the queries concurrent.
-        scores = await asyncio.to_thread(
+        reply = await asyncio.to_thread(
             self.client.rerank, query, [hit.candidate(self.fields) for hit in hits], False, self.task
         )
         return RerankOutcome(
-            ranking=[hits[score.index].id for score in scores],
-            degraded=not all(score.scored for score in scores),
+            ranking=[hits[score.index].id for score in reply.scores],
+            degraded=reply.degraded,
+            pairs_scored=reply.pairs_scored,
+            cache_hits=reply.cache_hits,
+            failed=max(reply.backend_errors or 0, reply.unscored),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -118,22 +124,30 @@ class ConnectorLeg:
 
 @asynccontextmanager
 async def open_in_process_leg(
-    settings: RerankerSettings, task: TaskDefinition, cascade: Cascade
+    settings: RerankerSettings,
+    task: TaskDefinition,
+    cascade: Cascade,
+    fields: Sequence[str] = DEFAULT_FIELDS,
 ) -> AsyncIterator[InProcessLeg]:
     """The reranker `retrosearch serve` would build from ``settings`` (backend, cache, sampling,
-    truncation), with the evaluation's task and cascade. Fails at once when the backend does not answer,
+    truncation), with the run's task and cascade. Fails at once when the backend does not answer,
     rather than after every query has come back unscored."""
     async with Reranker.from_settings(settings) as reranker:
         if not await reranker.backend.ready():
             raise BackendError(f"the {reranker.backend.kind} backend at {settings.backend_url} is not ready")
-        yield InProcessLeg(reranker, task, cascade)
+        yield InProcessLeg(reranker, task, cascade, fields)
 
 
 @asynccontextmanager
 async def open_connector_leg(
-    url: str, api_key: str | None, task: TaskDefinition
+    url: str,
+    api_key: str | None,
+    task: TaskDefinition | None,
+    fields: Sequence[str] = DEFAULT_FIELDS,
 ) -> AsyncIterator[ConnectorLeg]:
-    # A preset travels by name; the generic task is the connector's own default, so nothing is sent.
-    task_name = None if task.name == "default" else task.name
+    """A leg through the connector at `url`; `task` None (or the generic task, the connector's own
+    default) sends no task, so the connector's configured one applies."""
+    # A preset travels by name.
+    task_name = None if task is None or task.name == "default" else task.name
     with ConnectorClient(url, api_key=api_key, timeout=CONNECTOR_TIMEOUT_S) as client:
-        yield ConnectorLeg(client, task_name)
+        yield ConnectorLeg(client, task_name, fields)
