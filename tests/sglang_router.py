@@ -21,13 +21,15 @@ from tests.scripted_sglang import free_port
 #   key on one worker; a new key goes to the worker with the fewest requests in flight;
 # - a circuit breaker that opens after 3 consecutive failures, below the 5 attempts of a retry: under
 #   `manual` a retry goes back to the key's worker until its breaker opens, so with the default 10 a
-#   request alone on a worker that dies is retried on the dead worker until it fails;
+#   request alone on a worker that dies is retried on the dead worker until it fails; it half-opens
+#   after 15 s (default 60), so a restarted worker takes new queries again after about 20 s, not 60;
 # - health checks every 5 s, 2 failures to drop a worker: a dead worker leaves `/readiness` (and takes
 #   no new key) within about 10 s instead of 3 minutes; one slow answer of a busy worker is not enough.
 RECOMMENDED_FLAGS: tuple[str, ...] = (
     "--policy", "manual",
     "--assignment-mode", "min_load",
     "--cb-failure-threshold", "3",
+    "--cb-timeout-duration-secs", "15",
     "--health-check-interval-secs", "5",
     "--health-failure-threshold", "2",
 )  # fmt: skip

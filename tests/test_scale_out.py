@@ -1,13 +1,19 @@
 """Scale-out end to end: the connector in front of the real SGLang router (the invocation docs/scale-out.md
-recommends) in front of scripted workers. A worker that dies mid-load costs no score."""
+recommends) in front of scripted workers. A worker that dies mid-load costs no score; the docs give that
+invocation (docker/compose.yml runs it too: tests/test_docker.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import shlex
 import time
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+import pytest
 
 from connector.background import BackgroundServer
 from tests.conftest import SGLangRouter
@@ -16,6 +22,7 @@ from tests.sglang_router import RECOMMENDED_FLAGS
 RouterFactory = Callable[..., SGLangRouter]
 ServerFactory = Callable[..., BackgroundServer]
 
+ROOT = Path(__file__).resolve().parents[1]
 DEADLINE_S = 15.0
 WORKER_LATENCY_S = 1.0
 
@@ -92,3 +99,35 @@ async def test_a_worker_killed_mid_load_costs_no_score(
         later = await client.post("/v1/rerank", json={"query": "after the kill", "documents": ["a", "b"]})
         assert _fully_scored(later, 2)
         assert time.monotonic() - started < 3 * WORKER_LATENCY_S
+
+
+def _launch_commands(text: str) -> list[list[str]]:
+    """Every `sglang-router launch ...` command of a document, its continued lines joined."""
+    joined = text.replace("\\\n", " ")
+    return [
+        shlex.split(line[line.index("sglang-router launch") :])
+        for line in joined.splitlines()
+        if "sglang-router launch" in line
+    ]
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/scale-out.md"])
+def test_the_docs_give_the_recommended_router_invocation(document: str) -> None:
+    commands = _launch_commands((ROOT / document).read_text())
+    assert commands, f"{document} shows no router invocation"
+    for command in commands:
+        given = " ".join(command)
+        for flag, value in zip(RECOMMENDED_FLAGS[::2], RECOMMENDED_FLAGS[1::2], strict=True):
+            assert f"{flag} {value}" in given, (document, flag)
+
+
+def test_ci_installs_the_router_and_runs_its_tests_without_skipping() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert any(
+        spec.startswith("sglang-router==") for spec in pyproject["project"]["optional-dependencies"]["test"]
+    )
+    ci = (ROOT / ".ci" / "run").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "pip install --quiet -e '.[all]'" in makefile and "make venv" in ci  # all includes test
+    # The router fixture skips without the router, except under CI=true, where it fails.
+    assert re.search(r"^export CI=true$", ci, re.MULTILINE)
