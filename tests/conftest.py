@@ -24,6 +24,7 @@ from retrostar_search.nodes import DEFAULT_HEAP, NodeError, ensure_node, stop_no
 from retrostar_search.rerank_log.schema import retention_policy_name
 from tests.scripted_sglang import ScriptedSGLangServer
 from tests.sglang_router import FAST_HEALTH_FLAGS, RouterProcess
+from tests.sglang_router import stop_process as _stop_process
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
@@ -355,7 +356,7 @@ def sglang_router(tmp_path: Path) -> Iterator[Callable[..., SGLangRouter]]:
         def start(workers: int = 2, *flags: str) -> SGLangRouter:
             scripted = [stack.enter_context(ScriptedSGLangServer()) for _ in range(workers)]
             router = SGLangRouter(scripted, *FAST_HEALTH_FLAGS, *flags, log_dir=tmp_path)
-            stack.callback(router.stop)
+            stack.callback(_stop_process, router.process)
             router.wait_healthy(workers)
             return router
 

@@ -87,9 +87,13 @@ class RouterProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
 
     def stop(self) -> None:
-        """SIGTERM (in-flight requests get the router's grace period), SIGKILL after 10 s."""
-        for signal_process in (self.process.terminate, self.process.kill):
-            signal_process()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=10)
-                return
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the router gives requests in flight its grace period), SIGKILL after 10 s."""
+    for signal_process in (process.terminate, process.kill):
+        signal_process()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+            return

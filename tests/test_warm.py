@@ -20,8 +20,14 @@ from typer.testing import CliRunner
 from connector.settings import ENV_PREFIX, ConnectorSettings
 from index_tools.readers import QueryFormat, read_queries
 from retrostar_search.cli import app
-from retrostar_search.engines.search import search_first_stage, search_through_pipeline
+from retrostar_search.engines.search import (
+    ConnectorClient,
+    rerank_client_side,
+    search_first_stage,
+    search_through_pipeline,
+)
 from retrostar_search.errors import ExitCode, InvalidInput
+from retrostar_search.settings import ScoringSettings
 from tests.conftest import RestartableConnector
 from tests.scripted_sglang import Failure, Pair, ScriptedSGLangServer
 from tests.search_corpus import expected_order, index_documents, run_cli, scripted_score
@@ -301,3 +307,64 @@ def test_progress_comes_as_plain_lines_without_a_terminal(
     assert lines[-1].startswith("warming: 1/1 queries (100%), ")
     assert "━" not in result.output
     assert "warmed 1 queries in " in result.stdout and "pairs scored" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--index", "rswarm-no-such-index"], "no such index"),
+        (["--backend-url", "http://127.0.0.1:9"], "is not ready"),
+        (["--connector-url", "http://127.0.0.1:9"], "does not answer"),
+    ],
+)
+def test_what_cannot_be_reached_fails_with_exit_1(
+    opensearch_url: str,
+    pipeline: str,
+    scripted_sglang: ScriptedSGLangServer,
+    cache_file: Path,
+    connector_settings: Any,
+    tmp_path: Path,
+    args: list[str],
+    message: str,
+) -> None:
+    path = write_queries(tmp_path / "queries.jsonl", {"i": "autumn"})
+    defaults = {"--index": INDEX, "--backend-url": scripted_sglang.url, "--cache-path": str(cache_file)}
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    if "--connector-url" in given:
+        del defaults["--backend-url"], defaults["--cache-path"]
+    options = [item for pair in {**defaults, **given}.items() for item in pair]
+    result = warm(str(path), "--url", opensearch_url, *options)
+    assert result.exit_code == ExitCode.FAILED, result.output
+    assert message in said(result)
+    assert scripted_sglang.stats.pairs == 0
+
+
+def test_warming_into_the_shared_cache_makes_every_replica_free(
+    request: pytest.FixtureRequest,
+    warm_json: Callable[..., tuple[int, dict[str, Any]]],
+    opensearch_client: OpenSearch,
+    pipeline: str,
+    connector_server: Callable[..., Any],
+    scripted_sglang: ScriptedSGLangServer,
+    tmp_path: Path,
+) -> None:
+    # Waits for the shared Redis cache (the cache branch of issue 11: the `cache_url` setting and the
+    # `redis_url` fixture); skips until both are here.
+    if "cache_url" not in ScoringSettings.model_fields:
+        pytest.skip("waits for the shared score cache (--cache-url, the cache branch)")
+    redis_url = request.getfixturevalue("redis_url")
+    queries = {"k": f"autumn leaves {uuid.uuid4().hex}", "l": f"shorter days {uuid.uuid4().hex}"}
+    path = write_queries(tmp_path / "queries.jsonl", queries)
+    pairs = hits_per_query(opensearch_client, queries)
+
+    code, summary = warm_json(path, "--backend-url", scripted_sglang.url, "--cache-url", redis_url)
+    assert code == ExitCode.OK and summary["pairs_scored"] == pairs
+
+    scripted_sglang.stats.reset()
+    for replica in (connector_server(cache_url=redis_url), connector_server(cache_url=redis_url)):
+        with ConnectorClient(replica.url) as client:
+            for text in queries.values():
+                hits = search_first_stage(opensearch_client, INDEX, text, CANDIDATES)
+                reranked = rerank_client_side(hits, text, client)
+                assert all(hit.retrostar_score is not None for hit in reranked)
+    assert scripted_sglang.stats.pairs == 0

@@ -134,7 +134,7 @@ def warm(
         index=index, depth=candidates, candidates=candidates, concurrency=concurrency, fields=field_names
     )
     # With --json, stdout carries the JSON only; everything for people goes to stderr.
-    console = Console(stderr=as_json, highlight=False)
+    console = Console(stderr=as_json, highlight=False, soft_wrap=True)
     if connector_url is not None:
         if given or serve_config is not None:
             raise typer.BadParameter(
@@ -154,13 +154,16 @@ def warm(
         f"warming {len(distinct)} queries × {candidates} candidates of {index!r} at {connection.resolved_url}"
     )
     console.print(escape(scrub(header, connection)))
+    client = connection.client()
     try:
         with run_progress(console, FixedTotal(len(distinct)), WARMING) as advance:
             summary = asyncio.run(
-                warm_cache(connection.client(), distinct, plan, open_leg, on_query_done=lambda: advance(1))
+                warm_cache(client, distinct, plan, open_leg, on_query_done=lambda: advance(1))
             )
     except* command_errors() as group:
         fail(console, group.exceptions[0], connection=connection)
+    finally:
+        client.close()
     summary.duplicates = duplicates
     _print_summary(console, summary, as_json)
 
