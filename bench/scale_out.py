@@ -4,7 +4,7 @@ on one worker, and the score-cache hit rate of two connector replicas with a sha
 Every part runs in processes of its own, none of them this one (this process only sends the load and
 reads the figures):
 
-- scripted SGLang workers (`python -m tests.scripted_sglang --lean --capacity C --latency L`): each stands
+- scripted SGLang workers (`python -m tests.scripted_sglang --capacity C --latency L`): each stands
   for one GPU that decodes C sequences at once, each sequence taking L seconds, the rest queued; on
   shutdown each writes how many pairs of which query it answered (`--stats-file`);
 - the real router (sglang-router 0.3.2 from the test extra) with the invocation docs/scale-out.md
@@ -82,7 +82,7 @@ class Worker(Server):
         port = free_port()
         self.stats_file = log_dir / f"worker-{port}.json"
         command = [
-            sys.executable, "-m", "tests.scripted_sglang", "--port", str(port), "--lean",
+            sys.executable, "-m", "tests.scripted_sglang", "--port", str(port),
             "--latency", str(latency), "--stats-file", str(self.stats_file),
         ]  # fmt: skip
         if capacity is not None:
