@@ -20,12 +20,8 @@ from typer.testing import CliRunner
 from connector.settings import ENV_PREFIX, ConnectorSettings
 from index_tools.readers import QueryFormat, read_queries
 from retrostar_search.cli import app
-from retrostar_search.engines.search import (
-    ConnectorClient,
-    rerank_client_side,
-    search_first_stage,
-    search_through_pipeline,
-)
+from retrostar_search.engines.connector_client import ConnectorClient
+from retrostar_search.engines.search import rerank_client_side, search_first_stage, search_through_pipeline
 from retrostar_search.errors import ExitCode, InvalidInput
 from retrostar_search.settings import ScoringSettings
 from tests.conftest import RestartableConnector
