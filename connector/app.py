@@ -13,6 +13,7 @@ from connector.explorer.engines import ExplorerEngines
 from connector.explorer.routes import EXPLORER_ROUTES, install_explorer
 from connector.metrics import ConnectorMetrics, RequestMetricsMiddleware
 from connector.openapi import publish_request_schemas
+from connector.pages import install_pages
 from connector.rerank_log import RerankLogCollector, RerankLogWriter
 from connector.routes import PROBE_ROUTES, RERANK_ROUTES, router
 from connector.schemas import AnyRerankRequest, CohereRerankRequest
@@ -40,6 +41,8 @@ def create_app(settings: ConnectorSettings | None = None, backend: Backend | Non
         # reranker (its cache and the backend it built).
         async with AsyncExitStack() as resources:
             reranker = await resources.enter_async_context(Reranker.from_settings(settings, backend=backend))
+            if reranker.cache is not None:
+                reranker.cache.observer = metrics
             rerank_log = await resources.enter_async_context(_rerank_log(settings, metrics))
             app.state.service = RerankService(settings, reranker, metrics, rerank_log)
             if settings.explore:
@@ -47,11 +50,18 @@ def create_app(settings: ConnectorSettings | None = None, backend: Backend | Non
             yield
 
     app = FastAPI(
-        title="Retro* rerank connector", description=DESCRIPTION, version=__version__, lifespan=lifespan
+        title="Retro* rerank connector",
+        description=DESCRIPTION,
+        version=__version__,
+        lifespan=lifespan,
+        # Served by install_pages with their assets from this install: FastAPI's load them from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.include_router(router)
+    install_pages(app, explorer=settings.explore)
     if settings.explore:
         install_explorer(app)
     install_error_handlers(app)

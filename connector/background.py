@@ -18,11 +18,29 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class BackgroundServer:
-    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+    """`tls`: the (certificate, key) files to serve https with."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port(host)
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
+        certificate, key = tls or (None, None)
         # The app's lifespan runs, as under `retrosearch serve`: the backend is built in the server's loop.
-        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            ssl_certfile=certificate,
+            ssl_keyfile=key,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"uvicorn:{self.port}", daemon=True)
 

@@ -4,7 +4,7 @@ errors, which connector/errors.py answers with 413 and 429."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from retrostar_search.errors import InputTooLarge, Overloaded
@@ -45,9 +45,12 @@ class RequestGate:
     """Admits at most `limit` rerank requests at once and refuses the rest at once: queueing them would
     only push them past the engine's timeout."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_change: Callable[[int], object] | None = None) -> None:
         self.limit = limit
         self.in_flight = 0
+        # Told every new count: a gauge set on change works across worker processes, one read at scrape
+        # time would not.
+        self._on_change = on_change
 
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
@@ -57,8 +60,13 @@ class RequestGate:
                 f"busy: max_concurrent_requests ({self.limit}) rerank requests in flight",
                 retry_after=RETRY_AFTER_SECONDS,
             )
-        self.in_flight += 1
+        self._count(+1)
         try:
             yield
         finally:
-            self.in_flight -= 1
+            self._count(-1)
+
+    def _count(self, change: int) -> None:
+        self.in_flight += change
+        if self._on_change is not None:
+            self._on_change(self.in_flight)

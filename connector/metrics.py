@@ -1,14 +1,21 @@
 """Prometheus metrics, in a registry of each app's own (so several apps in one process, as in tests, never
-share counters), and the middleware that counts every request by route and status."""
+share counters), and the middleware that counts every request by route and status.
+
+Under `retrosearch serve --workers N` every worker process writes its values to the folder named by
+PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode, which `serve` sets up), and /metrics, in
+whichever worker answers it, adds up all of them."""
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from retrostar_search.cache import CacheObserver
 from retrostar_search.reranker import RerankResult
 
 # From a cached 10-document rerank (milliseconds) to a request that runs into Elasticsearch's 30 s limit.
@@ -16,7 +23,7 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15,
 _UNMATCHED_ROUTE = "unmatched"  # unknown paths share one label, so scanners cannot grow the series
 
 
-class ConnectorMetrics:
+class ConnectorMetrics(CacheObserver):
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -33,7 +40,10 @@ class ConnectorMetrics:
             registry=self.registry,
         )
         self.in_flight = Gauge(
-            "retrosearch_rerank_in_flight", "Rerank requests being served now.", registry=self.registry
+            "retrosearch_rerank_in_flight",
+            "Rerank requests being served now.",
+            multiprocess_mode="livesum",  # all workers together
+            registry=self.registry,
         )
         self.documents = Counter(
             "retrosearch_documents", "Documents received in rerank requests.", registry=self.registry
@@ -43,6 +53,18 @@ class ConnectorMetrics:
         )
         self.cache_hits = Counter(
             "retrosearch_cache_hits", "Pairs served from the score cache.", registry=self.registry
+        )
+        self.cache_store_hits = Counter(
+            "retrosearch_cache_store_hits",
+            "Pairs found in a score-cache store (sqlite, redis) after missing the memory cache.",
+            ["store"],
+            registry=self.registry,
+        )
+        self.cache_errors = Counter(
+            "retrosearch_cache_errors",
+            "Failed score-cache store operations (get, put); the rerank goes on without the store.",
+            ["store", "operation"],
+            registry=self.registry,
         )
         self.backend_errors = Counter(
             "retrosearch_backend_errors", "Pairs the backend failed to score.", registry=self.registry
@@ -65,8 +87,22 @@ class ConnectorMetrics:
             registry=self.registry,
         )
 
-    def track_in_flight(self, count: Callable[[], int]) -> None:
-        self.in_flight.set_function(lambda: float(count()))
+    def exposition(self) -> bytes:
+        """The text /metrics answers: this app's metrics, or every worker's added up under `serve --workers`.
+
+        The rerank log's metrics are read from its writer in this process, so they are left out of the
+        added-up answer (each worker logs on its own)."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        workers = CollectorRegistry()
+        MultiProcessCollector(workers)
+        return generate_latest(workers)
+
+    def store_hits(self, store: str, pairs: int) -> None:
+        self.cache_store_hits.labels(store).inc(pairs)
+
+    def store_failed(self, store: str, operation: str) -> None:
+        self.cache_errors.labels(store, operation).inc()
 
     def record_rerank(self, documents: int, result: RerankResult) -> None:
         self.documents.inc(documents)

@@ -22,6 +22,7 @@ from connector.schemas import (
     SampleExplanation,
     TEIRank,
 )
+from retrostar_search.engines.search import degradation_reason
 from retrostar_search.reranker import RerankResult, ScoredDocument
 
 _TEI_RANKS = TypeAdapter(list[TEIRank])
@@ -57,6 +58,7 @@ def cohere_response(
             backend_errors=result.backend_errors,
             deadline_exceeded=result.deadline_exceeded,
             model_seconds=round(result.model_seconds, 6),
+            reason=degradation_reason(result),
         ),
     )
     if result.degraded:
@@ -105,16 +107,16 @@ def _explanation(ranked: ScoredDocument) -> Explanation:
     return Explanation(
         score=ranked.score,
         cached=ranked.cached,
+        reasoning_kept=all(sample.text is not None for sample in ranked.samples),
         samples=[
-            SampleExplanation(score=sample.score, parsed=sample.parsed, text=sample.text)
+            SampleExplanation(score=sample.score, parsed=sample.parsed, text=sample.text or "")
             for sample in ranked.samples
         ],
     )
 
 
 def _degradation_warning(result: RerankResult) -> str:
-    reason = "the deadline passed" if result.deadline_exceeded else "the backend failed"
     return (
-        f"{result.unscored} documents are unscored because {reason}; they follow the scored ones in "
-        "request order with relevance_score 0.0"
+        f"{result.unscored} of {len(result.ranking)} documents are unscored ({degradation_reason(result)}); "
+        "they follow the scored ones in request order with relevance_score 0.0"
     )

@@ -7,18 +7,20 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
 from connector.auth import require_api_key
 from connector.errors import invalid_request
 from connector.limits import read_body
 from connector.openapi import json_body
+from connector.outcomes import RerankOutcome
 from connector.responses import cohere_response, json_response, tei_response
 from connector.schemas import AnyRerankRequest, CohereRerankRequest, CohereRerankResponse, ErrorBody, TEIRank
 from connector.service import RerankService
+from retrostar_search.engines.connector_endpoint import OUTCOMES_PATH
 from retrostar_search.errors import InvalidInput
 from retrostar_search.reranker import RerankResult
 
@@ -130,19 +132,42 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", tags=["probes"], summary="Backend reachable (200) or not (503)")
+@rerank_router.get(
+    f"{OUTCOMES_PATH}/{{fingerprint}}",
+    response_model=RerankOutcome,
+    summary="How a recent rerank went, by the fingerprint of its query and documents",
+    responses={404: {"model": ErrorBody, "description": "No recent rerank with this fingerprint."}},
+)
+async def rerank_outcome(
+    service: Service, fingerprint: Annotated[str, Path(pattern="^[0-9a-f]{32}$")]
+) -> RerankOutcome:
+    outcome = service.outcomes.get(fingerprint)
+    if outcome is None:
+        raise HTTPException(404, "no recent rerank with this fingerprint")
+    return outcome
+
+
+@router.get("/ready", tags=["probes"], summary="Backend reachable (200) or not (503), and who scores")
 async def ready(service: Service) -> JSONResponse:
     backend = service.reranker.backend
+    # Who scores, ready or not: the backend, the model and the task Retro* judges relevance under.
+    scorer = {
+        "backend": backend.kind,
+        "model": backend.model,
+        "task": service.default_task.model_dump(),
+        "cascade": str(service.reranker.cascade),
+    }
     if await backend.ready():
-        return JSONResponse({"status": "ready", "backend": backend.kind, "model": backend.model})
+        return JSONResponse({"status": "ready", **scorer})
     return JSONResponse(
-        {"status": "unavailable", "message": f"the {backend.kind} backend is not reachable"}, status_code=503
+        {"status": "unavailable", "message": f"the {backend.kind} backend is not reachable", **scorer},
+        status_code=503,
     )
 
 
 @router.get("/metrics", tags=["probes"], summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 router.include_router(rerank_router)

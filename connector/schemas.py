@@ -6,6 +6,7 @@ except inside a task override, where a typo would silently change what "relevant
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -16,7 +17,8 @@ from retrostar_search.reranker import Candidate
 
 def _document_text(value: Any) -> Any:
     # Cohere accepts a document as a string or as an object with a `text` field (and, here, an `id`, which
-    # `_ids_from_document_objects` has already collected for the rerank log).
+    # `_ids_from_document_objects` has already collected for the rerank log); objects with `rank_fields`
+    # are strings by now (`_documents_from_rank_fields`).
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and isinstance(value.get("text"), str):
@@ -48,6 +50,38 @@ def _ids_from_document_objects(data: Any) -> Any:
         for document in documents
     ]
     return {**data, "document_ids": ids}
+
+
+def _field_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _documents_from_rank_fields(data: Any) -> Any:
+    """Cohere's `rank_fields`: each object document becomes the listed fields as `key: value` lines, in the
+    order given (the YAML-like form Cohere recommends for structured documents); a field the document
+    lacks is left out. String documents stay as they are."""
+    if not isinstance(data, dict) or not isinstance(data.get("rank_fields"), list):
+        return data
+    fields = data["rank_fields"]
+    documents = data.get("documents")
+    if not fields or not all(isinstance(name, str) for name in fields) or not isinstance(documents, list):
+        return data  # the field validators say what is wrong
+    ranked: list[Any] = []
+    for position, document in enumerate(documents):
+        if not isinstance(document, dict):
+            ranked.append(document)
+            continue
+        lines = [
+            f"{name}: {_field_value(document[name])}" for name in fields if document.get(name) is not None
+        ]
+        if not lines:
+            raise PydanticCustomError(
+                "rank_fields_missing",
+                "document {position} has none of the rank_fields ({fields})",
+                {"position": position, "fields": ", ".join(fields)},
+            )
+        ranked.append("\n".join(lines))
+    return {**data, "documents": ranked}
 
 
 def _require_one_id_per_document(document_ids: list[str | None] | None, documents: list[str]) -> None:
@@ -102,11 +136,18 @@ class RerankRequestBase(BaseModel):
         description="The documents' ids, in request order (null for one without), for the rerank log; "
         '`{"id", "text"}` documents give them too. Without an id the log records a hash of the text.',
     )
+    rank_fields: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Cohere's: for object documents, the fields to rank, in order; each document is ranked "
+        "as `field: value` lines. Without it an object document needs a `text` field.",
+    )
 
     @model_validator(mode="before")
     @classmethod
-    def _collect_document_ids(cls, data: Any) -> Any:
-        return _ids_from_document_objects(data)
+    def _documents_from_objects(cls, data: Any) -> Any:
+        # Ids first: they are read from the objects that rank_fields turns into text.
+        return _documents_from_rank_fields(_ids_from_document_objects(data))
 
     @field_validator("query")
     @classmethod
@@ -183,12 +224,17 @@ class AnyRerankRequest(RerankRequestBase):
 class SampleExplanation(BaseModel):
     score: int | None = Field(description="The sample's <score>, clipped to 0..100; null when none parsed.")
     parsed: bool
-    text: str = Field(description="The generated reasoning.")
+    text: str = Field(description="The generated reasoning; empty when the cache no longer kept it.")
 
 
 class Explanation(BaseModel):
     score: float | None = Field(description="Retro* score on 0..100 (mean of the samples); null: unscored.")
     cached: bool = Field(description="Served from the score cache.")
+    reasoning_kept: bool = Field(
+        description="false: a cached pair whose reasoning text the score cache no longer holds (evicted from "
+        "memory, and no --cache-path or --cache-url store has it); its samples keep their scores, their text "
+        "is empty."
+    )
     samples: list[SampleExplanation]
 
 
@@ -218,6 +264,10 @@ class RerankStats(BaseModel):
     backend_errors: int
     deadline_exceeded: bool
     model_seconds: float
+    reason: str | None = Field(
+        default=None,
+        description="Why documents went unscored (the backend's error, the deadline); null when none did.",
+    )
 
 
 class RerankMeta(BaseModel):

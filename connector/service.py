@@ -9,9 +9,11 @@ import time
 
 from connector.limits import RequestGate, check_documents
 from connector.metrics import ConnectorMetrics
+from connector.outcomes import RecentOutcomes
 from connector.rerank_log import RerankEvent, RerankLogWriter, outcomes_from_ranking
 from connector.schemas import RerankRequestBase, TaskOverride
 from connector.settings import ConnectorSettings
+from retrostar_search.engines.search import degradation_reason
 from retrostar_search.errors import BackendError, DeadlineExceeded, InvalidInput, RetrostarError
 from retrostar_search.reranker import Reranker, RerankResult
 from retrostar_search.tasks import TaskDefinition, UnknownTaskError, resolve_task
@@ -33,9 +35,9 @@ class RerankService:
         self.reranker = reranker
         self.metrics = metrics
         self.rerank_log = rerank_log
-        self.gate = RequestGate(settings.max_concurrent_requests)
+        self.gate = RequestGate(settings.max_concurrent_requests, on_change=metrics.in_flight.set)
         self.default_task = settings.task_definition()
-        metrics.track_in_flight(lambda: self.gate.in_flight)
+        self.outcomes = RecentOutcomes()
 
     @property
     def model(self) -> str:
@@ -53,9 +55,12 @@ class RerankService:
         task = self._task(request.task)
         deadline = self.settings.deadline_seconds(request.deadline)
         scoring_started = time.perf_counter()
-        result = await self.reranker.rerank(request.query, candidates, task=task, deadline=deadline)
+        result = await self.reranker.rerank(
+            request.query, candidates, task=task, deadline=deadline, explain=request.return_explanations
+        )
         finished = time.perf_counter()
         self.metrics.record_rerank(len(candidates), result)
+        self.outcomes.record(request.query, candidates, result, request_id, degradation_reason(result))
         self._log(request_id, len(candidates), result)
         if self.rerank_log is not None:
             queue_seconds, total_seconds = scoring_started - received_at, finished - received_at
@@ -121,9 +126,7 @@ class RerankService:
         if not result.degraded:
             logger.info(summary)
             return
-        reason = "deadline passed" if result.deadline_exceeded else "backend failed"
-        first_error = f": {result.error_messages[0]}" if result.error_messages else ""
-        logger.warning(f"{summary}; degraded ({reason}, {result.backend_errors} backend errors){first_error}")
+        logger.warning(f"{summary}; degraded: {degradation_reason(result)}")
 
 
 def _strict_failure(result: RerankResult, documents: int, deadline: float | None) -> RetrostarError:

@@ -53,6 +53,9 @@ class ServerSettings(BaseModel):
     port: int = Field(default=8000, ge=0, le=65535)
     """Port to listen on."""
 
+    workers: int = Field(default=1, ge=1)
+    """Processes serving the port (uvicorn workers); give them one score cache with --cache-url."""
+
     api_key: SecretStr | None = None
     """Bearer key clients must send (none: no authentication)."""
 

@@ -97,13 +97,16 @@ class EngineOps:
         return mappings[0]
 
     def has_analyzer(self, name: str) -> bool:
-        """Whether the cluster knows a built-in analyzer (a minimal node may lack `english`)."""
+        """Whether the cluster knows a built-in analyzer (a minimal node may lack `english`). Only the
+        engine's refusal means no: an engine that cannot be reached raises."""
         try:
             if self.engine is Engine.OPENSEARCH:
                 self.client.indices.analyze(body={"analyzer": name, "text": "probe"})
             else:
                 self.client.indices.analyze(analyzer=name, text="probe")
-        except self._http_error:
+        except self._http_error as error:
+            if isinstance(error, self._connection_errors):  # opensearch-py's are TransportErrors too
+                raise
             return False
         return True
 

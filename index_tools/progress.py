@@ -34,20 +34,8 @@ from index_tools.readers import Corpus
 PLAIN_INTERVAL_SECONDS = 10.0
 
 
-@dataclass(frozen=True)
-class ProgressWords:
-    """How a run names itself and what it counts: ``indexing: 10/20 records, 5 docs/s``."""
-
-    action: str
-    things: str
-    rate_unit: str
-
-
-INDEXING = ProgressWords(action="indexing", things="records", rate_unit="docs/s")
-
-
 class Total(Protocol):
-    """What a run expects to do, as known while it runs."""
+    """What a progress line knows of the total: the count as now known, and how to print progress."""
 
     @property
     def estimated(self) -> bool: ...
@@ -58,14 +46,14 @@ class Total(Protocol):
 
 
 class FixedTotal:
-    """A total known before the run starts."""
+    """A total known from the start (the queries of an evaluation or a warm-up)."""
 
     estimated = False
 
     def __init__(self, count: int) -> None:
         self.count = count
 
-    def current(self, done: int) -> int | None:
+    def current(self, done: int) -> int:
         return max(self.count, done)
 
     def label(self, done: int) -> str:
@@ -93,6 +81,18 @@ class RecordTotal:
         if total is None:
             return f"{done:,}"
         return f"{done:,}/{'≈' if self.estimated else ''}{total:,}"
+
+
+@dataclass(frozen=True)
+class Units:
+    """How a progress line names its work: "indexing: 1,000/5,000 records (20%), 310 docs/s, ..."."""
+
+    doing: str = "indexing"
+    things: str = "records"
+    rate: str = "docs/s"
+
+
+INDEXING = Units()
 
 
 class _CountColumn(ProgressColumn):
@@ -134,21 +134,19 @@ def _rate(task: Task) -> float:
 
 
 @contextmanager
-def live_bar(
-    console: Console, total: Total, words: ProgressWords = INDEXING
-) -> Iterator[Callable[[int], None]]:
+def live_bar(console: Console, total: Total, units: Units = INDEXING) -> Iterator[Callable[[int], None]]:
     """A progress bar of things done (records indexed or rejected), with their rate and an ETA once a
     total is known."""
     columns: list[ProgressColumn] = [
-        TextColumn(f"[bold]{words.action}"),
+        TextColumn(f"[bold]{units.doing}"),
         BarColumn(),
         _CountColumn(total),
-        _RateColumn(words.rate_unit),
+        _RateColumn(units.rate),
         TimeElapsedColumn(),
         _TimeLeftColumn(total),
     ]
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(words.action, total=total.current(0))
+        task = progress.add_task(units.doing, total=total.current(0))
 
         def advance(done: int) -> None:
             progress.advance(task, done)
@@ -169,15 +167,13 @@ class PlainProgress:
         total: Total,
         interval: float = PLAIN_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
-        words: ProgressWords = INDEXING,
+        units: Units = INDEXING,
     ) -> None:
-        self.stream = stream
-        self.total = total
+        self.stream, self.total, self.units = stream, total, units
         self.interval = interval
         self.clock = clock
         self.done = 0
         self.started = clock()
-        self.words = words
         self.next_line = self.started + interval
 
     def advance(self, done: int) -> None:
@@ -189,13 +185,14 @@ class PlainProgress:
 
     def write(self, now: float | None = None) -> None:
         elapsed = (self.clock() if now is None else now) - self.started
-        line = f"{self.words.action}: {self.total.label(self.done)} {self.words.things}"
+        units = self.units
+        line = f"{units.doing}: {self.total.label(self.done)} {units.things}"
         total = self.total.current(self.done)
         if total:
             line += f" ({100 * self.done / total:.0f}%)"
         if self.done:
             rate = self.done / elapsed if elapsed > 0 else 0.0
-            line += f", {rate:,.0f} {self.words.rate_unit}, {_duration(elapsed)} elapsed"
+            line += f", {rate:,.{0 if rate >= 10 else 1}f} {units.rate}, {_duration(elapsed)} elapsed"
             if total and rate and self.done < total:
                 line += f", about {_duration((total - self.done) / rate)} left"
         print(line, file=self.stream, flush=True)
@@ -207,23 +204,23 @@ def _duration(seconds: float) -> str:
 
 @contextmanager
 def plain_lines(
-    stream: TextIO, total: Total, interval: float = PLAIN_INTERVAL_SECONDS, words: ProgressWords = INDEXING
+    stream: TextIO, total: Total, interval: float = PLAIN_INTERVAL_SECONDS, units: Units = INDEXING
 ) -> Iterator[Callable[[int], None]]:
-    progress = PlainProgress(stream, total, interval, words=words)
+    progress = PlainProgress(stream, total, interval, units=units)
     progress.write()
     yield progress.advance
     progress.write()
 
 
 @contextmanager
-def run_progress(console: Console, total: Total, words: ProgressWords) -> Iterator[Callable[[int], None]]:
+def run_progress(console: Console, total: Total, units: Units) -> Iterator[Callable[[int], None]]:
     """Progress of a run: a live bar when ``console`` is a terminal, else plain lines on stderr (the
     summary stays on ``console``). Yields the callback that adds the things done."""
     if console.is_terminal:
-        with live_bar(console, total, words) as advance:
+        with live_bar(console, total, units) as advance:
             yield advance
     else:
-        with plain_lines(sys.stderr, total, words=words) as advance:
+        with plain_lines(sys.stderr, total, units=units) as advance:
             yield advance
 
 

@@ -77,7 +77,11 @@ class EngineError(RetrostarError):
 
 class SearchError(RetrostarError):
     """A rerank through the connector that failed; the message is safe to print (no secrets, no document
-    text)."""
+    text), and `hint` says what to try when that is known."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class ExitCode(IntEnum):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from retrostar_search.backends.base import Backend
-from retrostar_search.cache import ScoreCache
+from retrostar_search.cache import MemoryCache, RedisStore, ScoreCache, ScoreStore, SqliteStore
 from retrostar_search.prompts import Truncation, load_tokenizer
 from retrostar_search.settings import BackendKind, RerankerSettings
 
@@ -52,7 +52,15 @@ def build_backend(settings: RerankerSettings) -> Backend:
 def build_cache(settings: RerankerSettings) -> ScoreCache | None:
     if settings.cache_size == 0:
         return None
-    return ScoreCache(max_entries=settings.cache_size, path=settings.cache_path)
+    memory = MemoryCache(
+        settings.cache_bytes, reasoning_bytes=settings.cache_reasoning_bytes, max_entries=settings.cache_size
+    )
+    stores: list[ScoreStore] = []
+    if settings.cache_path is not None:
+        stores.append(SqliteStore(settings.cache_path))
+    if settings.cache_url is not None:
+        stores.append(RedisStore(settings.cache_url.get_secret_value(), ttl_seconds=settings.cache_ttl))
+    return ScoreCache(memory, stores)
 
 
 def build_truncation(settings: RerankerSettings) -> Truncation:

@@ -155,8 +155,11 @@ class Reranker:
         task: TaskDefinition = DEFAULT_TASK,
         cascade: Cascade | None = None,
         deadline: float | None = None,
+        explain: bool = False,
     ) -> RerankResult:
-        """Rank `candidates` for `query`; `deadline` is in seconds from now (None: wait for everything)."""
+        """Rank `candidates` for `query`; `deadline` is in seconds from now (None: wait for everything).
+        `explain`: the caller shows the samples' reasoning, so cached pairs whose text left the memory cache
+        get it from the persistent stores."""
         cascade = cascade or self.cascade
         expires_at = None if deadline is None else time.monotonic() + deadline
         prefix = render_prefix(task, query)
@@ -177,7 +180,7 @@ class Reranker:
                 pool = _best_first([doc for doc in pool if doc.score is not None])
             if stage.candidates is not None:
                 pool = pool[: stage.candidates]
-            await self._score_stage(pool, stage.samples, query, prefix, task, expires_at, result)
+            await self._score_stage(pool, stage.samples, query, prefix, task, expires_at, result, explain)
             if result.deadline_exceeded:
                 break
         result.model_seconds = time.monotonic() - started
@@ -206,10 +209,11 @@ class Reranker:
         task: TaskDefinition,
         expires_at: float | None,
         result: RerankResult,
+        explain: bool,
     ) -> None:
         """Score `pool` with `samples` each, adding the counts, errors and deadline to `result`."""
         keys = {id(doc): cache_key(self.backend.model, task, query, doc.text, samples) for doc in pool}
-        cached = await self.cache.get_many(keys.values()) if self.cache is not None else {}
+        cached = await self.cache.get_many(keys.values(), reasoning=explain) if self.cache is not None else {}
         pending: dict[asyncio.Task[list[Generation]], tuple[_UniqueDocument, str]] = {}
         for doc in pool:
             key = keys[id(doc)]

@@ -24,9 +24,10 @@ class FinishReason(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One sampled trajectory: the generated text, the score parsed out of it (None if none) and why the
-    generation ended."""
+    generation ended. `text` is None when the score cache kept the score but not the text (its reasoning
+    bound evicted it, and no persistent store had it)."""
 
-    text: str
+    text: str | None
     score: int | None
     finish_reason: FinishReason = FinishReason.STOP
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from retrostar_search.backends.base import SamplingParams
 from retrostar_search.prompts import ChatFormat
@@ -20,6 +21,7 @@ from retrostar_search.scoring import Cascade, UnparsedPolicy
 from retrostar_search.tasks import TaskDefinition, load_task_file, resolve_task
 
 DEFAULT_MODEL = "ljw13/retro-star-qwen3-14b-0928"
+CACHE_URL_SCHEMES = ("redis", "rediss", "unix")  # what redis-py connects to; Valkey speaks the same
 
 
 class BackendKind(StrEnum):
@@ -132,11 +134,36 @@ class ScoringSettings(BaseModel):
     """Cut each document to this many characters (no tokenizer needed)."""
 
     # Score cache.
-    cache_size: int = Field(default=100_000, ge=0)
-    """Scores kept in memory (0: no cache)."""
+    cache_bytes: ByteSize = Field(default=ByteSize(64 * 2**20), ge=1024)
+    """Memory for cached scores, e.g. 64MiB (a few hundred bytes per pair)."""
+
+    cache_reasoning_bytes: ByteSize = Field(default=ByteSize(32 * 2**20), ge=0)
+    """Memory for the reasoning text of the most recently used cached pairs, which explanations show (about
+    3 KB per sample); 0: none in memory, only in --cache-path / --cache-url."""
+
+    cache_size: int | None = Field(default=None, ge=0)
+    """Most pairs kept in memory, besides --cache-bytes (default: no count limit; 0: no score cache at
+    all)."""
 
     cache_path: Path | None = None
-    """sqlite file that keeps scores across restarts."""
+    """sqlite file that keeps scores, reasoning included, across restarts."""
+
+    cache_url: SecretStr | None = None
+    """Shared score cache for replicas and workers: redis://[user:password@]host:6379/0 (Redis or Valkey;
+    rediss:// for TLS, unix:///path.sock), behind the memory cache."""
+
+    cache_ttl: int = Field(default=7 * 24 * 3600, ge=1)
+    """Seconds a score stays in the shared cache (--cache-url); the server's maxmemory policy may evict it
+    sooner."""
+
+    @field_validator("cache_url")
+    @classmethod
+    def _check_cache_url(cls, url: SecretStr | None) -> SecretStr | None:
+        # Nothing of the URL is quoted: it may hold a password.
+        if url is not None and urlsplit(url.get_secret_value()).scheme not in CACHE_URL_SCHEMES:
+            expected = ", ".join(f"{scheme}://" for scheme in CACHE_URL_SCHEMES)
+            raise ValueError(f"cache_url: expected a URL starting with {expected}")
+        return url
 
     def cascade_plan(self) -> Cascade:
         return Cascade.parse(self.cascade) if self.cascade else Cascade.single(self.samples)

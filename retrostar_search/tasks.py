@@ -37,6 +37,10 @@ class TaskDefinition(BaseModel):
         default=_DEFAULT_DEFINITION.format(query_type="query", doc_type="document"), min_length=1
     )
 
+    def describe(self) -> str:
+        """One line for a person: what Retro* judges relevance under."""
+        return f"task {self.name}: {self.relevance_definition}"
+
     @property
     def fingerprint(self) -> str:
         """The parts that change the prompt (the name does not), for cache keys."""

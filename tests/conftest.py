@@ -5,6 +5,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -22,12 +26,13 @@ from connector.settings import ConnectorSettings
 from retrostar_search.engines.connection import Engine, EngineConnection
 from retrostar_search.nodes import DEFAULT_HEAP, NodeError, ensure_node, stop_node
 from retrostar_search.rerank_log.schema import retention_policy_name
-from tests.scripted_sglang import ScriptedSGLangServer
+from tests.scripted_sglang import ScriptedSGLangServer, free_port
 from tests.sglang_router import FAST_HEALTH_FLAGS, RouterProcess
 from tests.sglang_router import stop_process as _stop_process
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
+    from playwright.sync_api import Browser
 
 
 # ------------------------------------------------------------------------------------------------
@@ -365,4 +370,139 @@ def sglang_router(tmp_path: Path) -> Iterator[Callable[..., SGLangRouter]]:
 
 # ------------------------------------------------------------------------------------------------
 # End of: the SGLang router
+# ------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------
+# The shared score cache: a real Redis server (Debian's redis-server) (tests/test_shared_cache.py)
+#
+# `redis_url`: one server for the session, the one RETROSEARCH_TEST_REDIS_URL names (CI starts it in
+# .ci/run) or else one started here on a free port. Tests keep apart by their queries (cache keys hash
+# them), so they never flush it. `redis_server()`: a private server of the test's own, which it may stop
+# and start again on the same port (an outage); `redis_server(password="...")` requires that password.
+# Without the redis-server binary these skip, except on CI (CI=true), where they fail.
+# ------------------------------------------------------------------------------------------------
+
+
+class RedisServer:
+    def __init__(self, folder: Path, password: str | None = None) -> None:
+        self.port = free_port()
+        self.password = password
+        self._folder = folder
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        # In memory only: no RDB snapshots, no append-only file.
+        command = [
+            _redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(self._folder),
+        ]  # fmt: skip
+        if self.password:
+            command += ["--requirepass", self.password]
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        give_up_at = time.monotonic() + 10
+        while not _port_open(self.port):
+            if self._process.poll() is not None or time.monotonic() > give_up_at:
+                pytest.fail(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            _stop_process(self._process)
+            self._process = None
+
+
+def _redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        message = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; .ci/run installs it")
+        pytest.skip(message)
+    return binary
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("RETROSEARCH_TEST_REDIS_URL"):
+        yield os.environ["RETROSEARCH_TEST_REDIS_URL"]
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    with ExitStack() as stack:
+
+        def start(password: str | None = None) -> RedisServer:
+            server = RedisServer(tmp_path, password)
+            server.start()
+            stack.callback(server.stop)
+            return server
+
+        yield start
+
+
+# ------------------------------------------------------------------------------------------------
+# End of: the shared score cache
+# ------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------
+# Headless Chromium for the browser tests (tests/test_explorer_browser.py)
+#
+# Debian's `chromium` package driven by Playwright; Playwright's own browser downloads are neither used nor
+# reachable. Missing on CI is a failure (.ci/run installs it), elsewhere a skip.
+# ------------------------------------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Playwright's own browser downloads are not used (nor reachable here): Debian's package is.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{CHROMIUM} is missing on CI: .ci/run installs the Debian package 'chromium'")
+    pytest.skip(f"no headless Chromium at {CHROMIUM} (apt-get install chromium); CI installs it")
+
+
+@pytest.fixture
+def browser(chromium: Path) -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True
+        )
+        yield launched
+        launched.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# End of: headless Chromium
 # ------------------------------------------------------------------------------------------------

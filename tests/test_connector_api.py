@@ -272,6 +272,59 @@ def test_without_a_cache_every_request_calls_the_model(
     assert len(scripted_sglang.stats.prompts) == 2 * len(DOCUMENTS)
 
 
+def _explanations(body: Any) -> dict[int, Any]:
+    return {result["index"]: result["explanation"] for result in body["results"]}
+
+
+def test_a_cached_pair_explains_itself_while_memory_keeps_its_reasoning(
+    connector_client: ClientFactory, scripted_sglang: ScriptedSGLangServer
+) -> None:
+    client = connector_client()
+    first = _explanations(rerank(client, return_explanations=True).json())
+    second = _explanations(rerank(client, return_explanations=True).json())
+
+    assert len(scripted_sglang.stats.prompts) == len(DOCUMENTS)
+    for index, explanation in second.items():
+        assert explanation["cached"] and explanation["reasoning_kept"]
+        assert explanation["samples"] == first[index]["samples"]
+        assert "<score>" in explanation["samples"][0]["text"]
+
+
+def test_reasoning_evicted_from_memory_is_read_back_from_the_sqlite_file(
+    connector_client: ClientFactory, scripted_sglang: ScriptedSGLangServer, tmp_path
+) -> None:
+    client = connector_client(cache_reasoning_bytes=0, cache_path=tmp_path / "scores.sqlite")
+    scored = _explanations(rerank(client, return_explanations=True).json())
+    engine_style = rerank(client).json()  # no explanations asked: memory's scores, the file not read
+
+    explained = _explanations(rerank(client, return_explanations=True).json())
+
+    assert engine_style["meta"]["retrostar"]["cache_hits"] == len(DOCUMENTS)
+    assert len(scripted_sglang.stats.prompts) == len(DOCUMENTS)
+    for index, explanation in explained.items():
+        assert explanation["cached"] and explanation["reasoning_kept"]
+        assert explanation["samples"] == scored[index]["samples"]
+
+
+def test_reasoning_kept_nowhere_leaves_the_scores_and_says_so(
+    connector_client: ClientFactory, scripted_sglang: ScriptedSGLangServer
+) -> None:
+    client = connector_client(cache_reasoning_bytes=0)
+    scored = _explanations(rerank(client, return_explanations=True).json())
+
+    explained = _explanations(rerank(client, return_explanations=True).json())
+
+    assert len(scripted_sglang.stats.prompts) == len(DOCUMENTS)
+    for index, explanation in explained.items():
+        assert explanation["cached"] and not explanation["reasoning_kept"]
+        assert explanation["score"] == scored[index]["score"]
+        assert [sample["score"] for sample in explanation["samples"]] == [
+            sample["score"] for sample in scored[index]["samples"]
+        ]
+        assert all(sample["text"] == "" for sample in explanation["samples"])
+    assert all(explanation["reasoning_kept"] for explanation in scored.values())
+
+
 # --- Deadline, backend failures, strict -------------------------------------------------------------
 
 SLOW_DOCUMENTS = ["fast one", "[[slow:1.5]] slow one", "fast two", "[[slow:1.5]] slow two"]

@@ -120,11 +120,11 @@ def test_the_search_clients_connector_client_labels_the_log_with_the_hits_ids(
     server = connector_server(log_url=opensearch_url, log_index=opensearch_log_index, log_flush_interval=0.05)
     with ConnectorClient(server.url) as connector:
         ids = ["chlorophyll", "carotenoids", "trees"]
-        scores = connector.rerank(
+        answer = connector.rerank(
             QUERY, [Candidate(text, doc_id) for text, doc_id in zip(TEXTS, ids, strict=True)]
         )
 
-    assert [score.index for score in scores] == [1, 2, 0]
+    assert [score.index for score in answer.scores] == [1, 2, 0]
     give_up_at = time.monotonic() + 20
     while len(documents := _document_records(opensearch_client, opensearch_log_index)) < len(TEXTS):
         assert time.monotonic() < give_up_at, documents

@@ -72,7 +72,10 @@ def test_client_side_rerank_explains(
             es_node.client, Engine.ELASTICSEARCH, es_index, QUERY, connector, candidates=3, top=2,
             explain=True,
         )  # fmt: skip
-    assert all(hit.explanation and "Relevance Annotation" in hit.explanation for hit in outcome.reranked)
+    for hit in outcome.reranked:
+        assert hit.explanation is not None and hit.explanation.score == pytest.approx(hit.retrostar_score)
+        (sample,) = hit.explanation.samples
+        assert "Relevance Annotation" in sample.reasoning and "<score>" not in sample.reasoning
 
 
 def test_search_command_on_elasticsearch(

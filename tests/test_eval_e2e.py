@@ -24,7 +24,8 @@ from retrostar_search.cli import app
 from retrostar_search.engines.connection import Engine
 from retrostar_search.errors import ExitCode
 from tests.conftest import EngineNode
-from tests.scripted_sglang import ScriptedSGLangServer
+from tests.scripted_sglang import Failure, ScriptedSGLangServer
+from tests.search_corpus import index_documents
 
 DATA = Path(__file__).parent / "data" / "eval"
 TINY_BEIR = DATA / "tiny-beir"
@@ -77,7 +78,8 @@ def test_reranking_fixes_what_bm25_got_wrong_and_a_second_run_calls_no_model(
     assert first["delta"]["ndcg@10"] > 0.2
     prompts = len(scripted_sglang.stats.prompts)
     assert prompts > 0
-    assert first["rerank"] == {"pairs_scored": prompts, "cache_hits": 0, "degraded_queries": 0}
+    whole = {"degraded_queries": 0, "unreranked_queries": 0, "degradation": None}
+    assert first["rerank"] == {"pairs_scored": prompts, "cache_hits": 0, **whole}
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reranked"] == first["reranked"]
@@ -97,7 +99,7 @@ def test_reranking_fixes_what_bm25_got_wrong_and_a_second_run_calls_no_model(
     scripted_sglang.stats.reset()
     second = run_eval(*args)
     assert scripted_sglang.stats.prompts == []
-    assert second["rerank"] == {"pairs_scored": 0, "cache_hits": prompts, "degraded_queries": 0}
+    assert second["rerank"] == {"pairs_scored": 0, "cache_hits": prompts, **whole}
     assert second["reranked"] == first["reranked"]
 
 
@@ -123,13 +125,14 @@ def test_through_a_running_connector_with_its_cache(
     prompts = len(scripted_sglang.stats.prompts)
     assert prompts > 0
     # The connector's own counts of what the model and its cache did.
-    assert first["rerank"] == {"pairs_scored": prompts, "cache_hits": 0, "degraded_queries": 0}
+    whole = {"degraded_queries": 0, "unreranked_queries": 0, "degradation": None}
+    assert first["rerank"] == {"pairs_scored": prompts, "cache_hits": 0, **whole}
 
     scripted_sglang.stats.reset()
     second = run_eval(*args)
     assert scripted_sglang.stats.prompts == []
     assert second["reranked"] == first["reranked"]
-    assert second["rerank"] == {"pairs_scored": 0, "cache_hits": prompts, "degraded_queries": 0}
+    assert second["rerank"] == {"pairs_scored": 0, "cache_hits": prompts, **whole}
 
 
 def test_bright_excluded_ids_task_and_cascade(
@@ -255,3 +258,72 @@ def test_usage_errors_exit_2_before_touching_the_engine(extra: list[str], messag
     assert result.exit_code == 2
     # Rich wraps the message inside a box: compare without the borders and line breaks.
     assert message in " ".join(result.output.replace("│", " ").split())
+
+
+def test_an_index_holding_none_of_the_judged_documents_is_refused_not_scored_zero(
+    opensearch_url: str, opensearch_client: Any, index_name: str, tmp_path: Path
+) -> None:
+    index_documents(opensearch_client, index_name)  # another corpus: leaves and volcanoes
+    result = CliRunner().invoke(
+        app, ["eval", str(TINY_BEIR), "--index", index_name, "--url", opensearch_url, "--out", str(tmp_path)]
+    )
+    assert result.exit_code == ExitCode.FAILED
+    flat = " ".join(result.output.split())
+    assert f"index '{index_name}' holds none of the 3 relevant judged documents looked up" in flat
+    assert "every figure would be 0" in flat
+    assert f"retrosearch index {TINY_BEIR} --format beir --index {index_name}" in flat
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_without_a_terminal_progress_comes_as_plain_lines_and_the_footer_names_the_task(
+    opensearch_url: str,
+    scripted_sglang: ScriptedSGLangServer,
+    connector_settings: Any,
+    index_name: str,
+    tmp_path: Path,
+) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval", str(TINY_BEIR), "--index", index_name, "--index-if-missing", "--url", opensearch_url,
+            "--rerank", "--task", "biology", "--backend-url", scripted_sglang.url,
+            "--cache", str(tmp_path / "scores.sqlite"), "--out", str(tmp_path / "out"),
+        ],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    # CliRunner's output is not a terminal: the progress is plain lines on stderr, first and last.
+    progress = [line for line in result.stderr.splitlines() if line.startswith("eval: ")]
+    assert progress[0] == "eval: 0/2 queries (0%)"
+    assert progress[-1].startswith("eval: 2/2 queries (100%)")
+    assert "task biology: Given a query (biology post) and a document (passage)" in " ".join(
+        result.output.split()
+    )
+
+
+def test_a_rerank_that_scored_nothing_says_so_and_why(
+    opensearch_url: str,
+    connector_settings: Any,
+    scripted_sglang: ScriptedSGLangServer,
+    index_name: str,
+    tmp_path: Path,
+) -> None:
+    # The model server is up (its health answers) but fails every generation.
+    scripted_sglang.script(answers=lambda pair: Failure(503))
+    out = tmp_path / "results"
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval", str(TINY_BEIR), "--index", index_name, "--index-if-missing", "--rerank",
+            "--backend-url", scripted_sglang.url, "--cache", str(tmp_path / "scores.sqlite"),
+            "--out", str(out), "--url", opensearch_url,
+        ],
+        env={"COLUMNS": "300"},
+    )  # fmt: skip
+    assert result.exit_code == ExitCode.INCOMPLETE, result.output
+    flat = " ".join(result.output.split())
+    assert "nothing was reranked: no query got a single Retro* score" in flat
+    assert "the model backend failed" in flat and "HTTP 503" in flat
+    assert "only in part" not in flat
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rerank"]["unreranked_queries"] == summary["rerank"]["degraded_queries"] == 2

@@ -14,6 +14,8 @@ from connector.app import create_app
 from connector.background import free_port
 from connector.settings import ConnectorSettings
 from retrostar_search.engines.search import search_first_stage
+from retrostar_search.tasks import PRESETS
+from tests.scripted_sglang import Failure, ScriptedSGLangServer
 from tests.search_corpus import QUERY, expected_order, index_documents, scripted_score
 
 API_KEY = "explorer-api-key"
@@ -79,8 +81,12 @@ def test_search_answers_both_lists_and_the_rerank_is_logged_with_the_hits_ids(
         assert hit["rank"] == new_rank and hit["first_stage_rank"] == first_stage.index(hit["id"]) + 1
         assert hit["rank_change"] == hit["first_stage_rank"] - new_rank
         assert hit["retrostar_score"] == scripted_score(hit["id"])
-        assert hit["samples"] == [{"score": scripted_score(hit["id"]), "parsed": True}]
-        assert "Relevance Annotation" in hit["explanation"]
+        explanation = hit["explanation"]
+        assert explanation["score"] == scripted_score(hit["id"])
+        [sample] = explanation["samples"]
+        assert sample["score"] == scripted_score(hit["id"]) and sample["finish_reason"] == "stop"
+        assert "Relevance Annotation" in sample["reasoning"] and "<score>" not in sample["reasoning"]
+    assert answer["degraded"] is False and answer["rerank"]["status"] == "complete"
     assert all(hit["explanation"] is None for hit in answer["first_stage"])
 
     [event] = [event for event in events["events"] if event["request_id"] == answer["request_id"]]
@@ -143,3 +149,45 @@ def test_no_explore_leaves_the_page_and_its_api_out(connector_client: ClientFact
     assert client.get("/explore").status_code == 404
     assert client.get("/explore/api/config").status_code == 404
     assert client.get("/explore/static/explore.js").status_code == 404
+
+
+def test_a_rerank_that_scored_nothing_says_so_with_the_reason_and_each_hit_why(
+    connector_client: ClientFactory,
+    opensearch_url: str,
+    corpus_index: str,
+    scripted_sglang: ScriptedSGLangServer,
+) -> None:
+    scripted_sglang.script(answers=lambda pair: Failure(503))
+    client = connector_client(explore=True, explore_url=opensearch_url, task="biology")
+
+    config = client.get("/explore/api/config").json()
+    assert config["task"] == PRESETS["biology"].model_dump() and config["backend"] == "sglang"
+    answer = client.get(
+        "/explore/api/search", params={"q": QUERY, "index": corpus_index, "candidates": 5}
+    ).json()
+
+    assert answer["degraded"] is True
+    rerank = answer["rerank"]
+    assert (rerank["status"], rerank["documents"], rerank["unscored"]) == ("none", 5, 5)
+    assert rerank["message"].startswith("nothing was reranked: none of the 5 documents got a Retro* score")
+    assert "HTTP 503" in rerank["reason"] and rerank["request_id"] == answer["request_id"]
+    for hit in answer["reranked"]:
+        explanation = hit["explanation"]
+        assert explanation["score"] is None and explanation["samples"] == []
+        assert explanation["unscored_reason"].startswith("the model backend failed")
+
+
+def test_documents_the_cascade_leaves_out_say_so_and_the_rerank_is_not_degraded(
+    connector_client: ClientFactory, opensearch_url: str, corpus_index: str
+) -> None:
+    client = connector_client(explore=True, explore_url=opensearch_url, cascade="2@1")
+    answer = client.get(
+        "/explore/api/search", params={"q": QUERY, "index": corpus_index, "candidates": 5}
+    ).json()
+
+    assert answer["degraded"] is False and answer["rerank"]["status"] == "complete"
+    unscored = [hit["explanation"] for hit in answer["reranked"] if hit["retrostar_score"] is None]
+    assert len(unscored) == 3
+    assert {explanation["unscored_reason"] for explanation in unscored} == {
+        "not among the documents the cascade (2@1) scores"
+    }

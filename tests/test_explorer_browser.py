@@ -1,5 +1,6 @@
-"""The explorer page in a real browser: Debian's headless Chromium driven by Playwright, against a connector
-on uvicorn over the scripted SGLang server and the OpenSearch test node.
+"""The connector's pages in a real browser: Debian's headless Chromium driven by Playwright, against a
+connector on uvicorn over the scripted SGLang server and the OpenSearch test node: the explorer, and the
+API docs with nothing outside the connector reachable.
 
 `RETROSEARCH_SCREENSHOT=1` also saves the page to docs/img/explorer.png (the README's screenshot).
 """
@@ -14,26 +15,16 @@ from pathlib import Path
 
 import pytest
 from opensearchpy import OpenSearch
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect
 
 from connector.background import BackgroundServer
 from retrostar_search.engines.search import search_first_stage
+from retrostar_search.tasks import PRESETS
+from tests.scripted_sglang import Failure, ScriptedSGLangServer
 from tests.search_corpus import index_documents
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Playwright's own browser downloads are not used (nor reachable here): Debian's package is.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Read at import: the connector fixtures clear every RETROSEARCH_* variable before a test runs.
 SAVE_SCREENSHOT = os.environ.get("RETROSEARCH_SCREENSHOT") == "1"
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "explorer.png"
@@ -98,25 +89,6 @@ MARKUP_DOCUMENT = {
 }
 # Events reach the page after the log's flush, the engine's refresh and the page's next poll.
 EVENT_TIMEOUT_MS = 20_000
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Path:
-    if CHROMIUM.exists():
-        return CHROMIUM
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{CHROMIUM} is missing on CI: .ci/run installs the Debian package 'chromium'")
-    pytest.skip(f"no headless Chromium at {CHROMIUM} (apt-get install chromium); CI installs it")
-
-
-@pytest.fixture
-def browser(chromium: Path) -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True
-        )
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -218,3 +190,62 @@ def test_explorer_shows_both_lists_rank_changes_reasoning_and_the_logged_event(
     expect(markup.locator(".text")).to_contain_text("<script>window.injected = 1</script>")
     assert page.locator("#results img, #results script, #results b").count() == 0
     assert page.evaluate("window.injected") is None
+
+
+def test_a_rerank_that_scored_nothing_says_so_and_each_hit_says_why_under_the_task(
+    browser: Browser,
+    corpus_index: str,
+    connector_server: Callable[..., BackgroundServer],
+    opensearch_url: str,
+    scripted_sglang: ScriptedSGLangServer,
+) -> None:
+    scripted_sglang.script(answers=lambda pair: Failure(503))
+    server = connector_server(explore=True, explore_url=opensearch_url, task="biology")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{server.url}/explore")
+
+    # The header names the task every score on the page is judged under.
+    expect(page.locator("#task")).to_contain_text("task biology")
+    expect(page.locator("#task")).to_contain_text(PRESETS["biology"].relevance_definition)
+    expect(page.locator(f'#index option[value="{corpus_index}"]')).to_have_count(1)
+    page.select_option("#index", corpus_index)
+    search(page, QUERY)
+
+    expect(page.locator("#reranked li.hit")).to_have_count(len(CORPUS))
+    expect(page.locator("#summary .badge.bad")).to_have_text("nothing reranked")
+    status = page.locator("#rerank-status")
+    expect(status).to_be_visible()
+    expect(status).to_contain_text(
+        f"nothing was reranked: none of the {len(CORPUS)} documents got a Retro* score"
+    )
+    expect(status).to_contain_text("HTTP 503")
+    # Every hit says why it has no score, instead of an empty "Reasoning · 0 samples".
+    reasons = page.locator("#reranked .unscored-reason").all_text_contents()
+    assert len(reasons) == len(CORPUS)
+    assert all(reason.startswith("Not scored: the model backend failed") for reason in reasons)
+    assert page.locator("#reranked details.reasoning").count() == 0
+
+
+def test_the_api_docs_render_with_every_request_outside_the_connector_refused(
+    browser: Browser, connector_server: Callable[..., BackgroundServer]
+) -> None:
+    server = connector_server()
+    page = browser.new_page()
+    outside: list[str] = []
+
+    def only_the_connector(route: Route) -> None:
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_connector)
+    page.goto(f"{server.url}/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Retro* rerank connector")
+    expect(page.locator(".opblock-summary-path", has_text="/v1/rerank")).to_have_count(1)
+    assert outside == []
+
+    page.goto(server.url)
+    page.click("text=API docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Retro* rerank connector")

@@ -122,7 +122,11 @@ def test_connector_down_fails_cleanly(es_node: EngineNode, es_index: str) -> Non
         "--connector-url", "http://127.0.0.1:9",
     )  # fmt: skip
     assert code == 1
-    assert "rerank failed" in output and "unreachable" in output
+    # One line with the URL and what happened, then what to try; never the client's repr.
+    flat = " ".join(output.split())
+    assert "rerank failed: the connector: cannot reach http://127.0.0.1:9: connection refused" in flat
+    assert "hint: is the connector running there (`retrosearch serve`)?" in flat
+    assert "ConnectError" not in output and "Errno" not in output
 
 
 def test_missing_pipeline_points_at_setup(

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from prometheus_client.mmap_dict import MmapedDict
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from connector.background import free_port
 from connector.settings import ENV_PREFIX, ConnectorSettings
 from retrostar_search.cli import app as cli_app
+from retrostar_search.cli.serve import WORKER_APP, load_settings
 from retrostar_search.scoring import Cascade
 from retrostar_search.settings import BackendKind
 from retrostar_search.tasks import PRESETS
@@ -122,6 +127,166 @@ def test_serve_runs_a_real_connector(scripted_sglang: ScriptedSGLangServer) -> N
     assert f"rerank {response.json()['id']}: 2 documents" in output
     assert "subprocess-query-text" not in output and "subprocess-doc" not in output
     assert "subprocess-key" not in output
+
+
+def test_pairs_answered_before_a_crash_are_cached_after_the_restart(
+    scripted_sglang: ScriptedSGLangServer, tmp_path: Path
+) -> None:
+    """The sqlite write completes before the answer leaves: a connector killed right after answering (no
+    shutdown, nothing flushed) restarts with every pair it answered."""
+    cache_path = tmp_path / "scores.sqlite"
+    body = {"query": "durable query", "documents": [f"durable document {number}" for number in range(20)]}
+
+    def answer_once() -> Any:
+        port = free_port()
+        command = [
+            str(Path(sys.executable).parent / "retrosearch"),
+            *(
+                "serve",
+                "--port",
+                str(port),
+                "--cache-path",
+                str(cache_path),
+                "--backend-url",
+                scripted_sglang.url,
+            ),
+        ]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            _wait_for(f"http://127.0.0.1:{port}/health", process)
+            return httpx.post(f"http://127.0.0.1:{port}/v1/rerank", json=body, timeout=30).json()
+        finally:
+            process.kill()
+            process.communicate(timeout=20)
+
+    first = answer_once()
+    second = answer_once()
+
+    assert first["meta"]["retrostar"]["pairs_scored"] == 20
+    assert second["meta"]["retrostar"]["cache_hits"] == 20
+    assert second["meta"]["retrostar"]["pairs_scored"] == 0
+    assert len(scripted_sglang.stats.prompts) == 20
+    assert second["results"] == first["results"]
+
+
+def test_cache_settings_take_sizes_and_never_echo_the_url(captured_run: dict[str, Any]) -> None:
+    assert ConnectorSettings(cache_bytes="16MiB", cache_reasoning_bytes="1.5MB").cache_bytes == 16 * 2**20
+    assert ConnectorSettings(cache_reasoning_bytes="1.5MB").cache_reasoning_bytes == 1_500_000
+    assert ConnectorSettings(cache_url="rediss://user:pw@cache:6380/1").cache_url is not None
+
+    result = invoke("serve", "--cache-url", "http://admin:topsecret@cache:6379")
+
+    assert result.exit_code == 2
+    assert "cache_url: expected a URL starting with redis://" in result.output
+    assert "topsecret" not in result.output
+    assert captured_run == {}
+
+
+# --- serve --workers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restored_environment() -> Iterator[None]:
+    """`serve --workers` passes its options on as environment variables: gone again after the test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_workers_get_the_given_options_and_a_metrics_folder_of_their_own(
+    monkeypatch: pytest.MonkeyPatch, restored_environment: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    captured_run: dict[str, Any] = {}
+    seen: dict[str, str] = {}  # the environment the workers would start with
+
+    def run(app: Any, **kwargs: Any) -> None:
+        captured_run.update(kwargs, app=app)
+        seen.update(os.environ)
+
+    monkeypatch.setattr(uvicorn, "run", run)
+
+    result = invoke(
+        "serve",
+        *("--workers", "3", "--backend", "cpu", "--cache-bytes", "16MiB", "--strict", "--api-key", "k"),
+    )
+
+    assert result.exit_code == 0, result.output
+    assert (captured_run["app"], captured_run["factory"], captured_run["workers"]) == (WORKER_APP, True, 3)
+    assert seen["RETROSEARCH_BACKEND"] == "cpu" and seen["RETROSEARCH_STRICT"] == "true"
+    assert seen["RETROSEARCH_API_KEY"] == "k"
+    folder = Path(seen["PROMETHEUS_MULTIPROC_DIR"])
+    assert folder.name.startswith("retrosearch-metrics-") and not folder.exists()  # removed afterwards
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    assert "without --cache-url" in caplog.text
+    worker_settings = load_settings({})  # what each worker reads
+    assert worker_settings.backend is BackendKind.CPU and worker_settings.cache_bytes == 16 * 2**20
+
+
+def test_serve_workers_answer_on_one_port_and_metrics_add_up_across_them(
+    scripted_sglang: ScriptedSGLangServer, redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    command = [
+        str(Path(sys.executable).parent / "retrosearch"),
+        *("serve", "--workers", "2", "--port", str(port), "--cache-url", redis_url),
+    ]
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "RETROSEARCH_BACKEND_URL": scripted_sglang.url, "TMPDIR": str(tmp_path / "tmp")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    scripted_sglang.script(latency=0.3)  # requests overlap, so that both workers take some
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(f"{url}/health", process)
+        (folder,) = (tmp_path / "tmp").glob("retrosearch-metrics-*")
+        sent, per_process = 0, {}
+        for _ in range(5):  # until both processes have answered some
+            sent += asyncio.run(_concurrent_reranks(url, 16))
+            per_process = _reranks_per_process(folder)
+            if len(per_process) == 2 and all(per_process.values()):
+                break
+        assert len(per_process) == 2 and all(per_process.values()), per_process
+
+        for _ in range(4):  # whichever worker answers /metrics: the sum over both
+            metrics = httpx.get(f"{url}/metrics", timeout=10).text
+            assert f'retrosearch_requests_total{{route="/v1/rerank",status="200"}} {float(sent)}' in metrics
+        repeated = httpx.post(f"{url}/v1/rerank", json=_WORKER_RERANK, timeout=30).json()
+        assert repeated["meta"]["retrostar"]["cache_hits"] == len(_WORKER_RERANK["documents"])
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert not folder.exists(), "the metrics folder outlived serve"
+    assert "rerank " in output and "2 documents" in output  # the workers log like a single process
+
+
+_WORKER_RERANK = {"query": "which worker answers", "documents": ["one document", "another document"]}
+
+
+async def _concurrent_reranks(url: str, count: int) -> int:
+    # A connection per request, all open at once: the kernel hands them to both workers.
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30, limits=httpx.Limits(max_connections=count)
+    ) as client:
+        responses = await asyncio.gather(
+            *(client.post("/v1/rerank", json=_WORKER_RERANK) for _ in range(count))
+        )
+    assert all(response.status_code == 200 for response in responses)
+    return count
+
+
+def _reranks_per_process(folder: Path) -> dict[str, float]:
+    """Each worker's own count of answered reranks, read from its file in the multiprocess folder."""
+    counts = {}
+    for path in folder.glob("counter_*.db"):
+        pid = path.stem.removeprefix("counter_")
+        counts[pid] = sum(
+            value
+            for key, value, _timestamp, _position in MmapedDict.read_all_values_from_file(str(path))
+            if json.loads(key)[1] == "retrosearch_requests_total" and '"/v1/rerank"' in key
+        )
+    return counts
 
 
 def _wait_for(url: str, process: subprocess.Popen[str], timeout: float = 30.0) -> None:

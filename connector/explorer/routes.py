@@ -91,6 +91,9 @@ async def config(explorer: Explorer, service: Service) -> dict[str, Any]:
         "default_engine": explorer.default_engine.value,
         "log_enabled": explorer.log_client is not None,
         "model": service.model,
+        "backend": service.reranker.backend.kind,
+        # What Retro* judges relevance under: the page shows it in its header.
+        "task": service.default_task.model_dump(),
         "candidates": {"default": DEFAULT_CANDIDATES, "max": _max_candidates(service)},
     }
 

@@ -16,14 +16,19 @@ from starlette.concurrency import run_in_threadpool
 
 from connector.schemas import CohereRerankRequest
 from connector.service import RerankService
-from retrostar_search.engines.search import Hit, document_text, search_first_stage
+from retrostar_search.engines.search import (
+    Explanation,
+    Hit,
+    RerankStatus,
+    degradation_reason,
+    document_text,
+    search_first_stage,
+)
 from retrostar_search.reranker import RerankResult, ScoredDocument
 
 # The page shows an excerpt; whole documents (up to max_document_chars) would only weigh the answer down.
 TEXT_PREVIEW_CHARS = 600
 _ELLIPSIS = "…"
-# Kept apart the way `retrosearch search --explain` shows several samples.
-SAMPLE_SEPARATOR = "\n---\n"
 
 
 async def explore_search(
@@ -41,6 +46,7 @@ async def explore_search(
         "model": service.model,
         "timings_ms": {"first_stage": _ms(searched - started), "rerank": 0.0},
         "degraded": False,
+        "rerank": RerankStatus(0).to_dict(),
         "cache_hits": 0,
         "first_stage": [],
         "reranked": [],
@@ -49,13 +55,18 @@ async def explore_search(
         return answer
     # Documents as `{"id", "text"}` objects: each hit's id goes with its text into the rerank log.
     documents = [{"id": hit.id, "text": document_text(hit.source)} for hit in first_stage]
-    request = CohereRerankRequest.model_validate({"query": query, "documents": documents})
+    request = CohereRerankRequest.model_validate(
+        {"query": query, "documents": documents, "return_explanations": True}  # the page shows the reasoning
+    )
     async with service.gate.admit():
         result = await service.rerank(request, request_id, received_at=searched)
     answer["timings_ms"]["rerank"] = _ms(time.perf_counter() - searched)
-    answer["degraded"] = result.degraded
+    failed = result.unscored if result.degraded else 0  # the cascade's unscored documents are no failure
+    status = RerankStatus(len(first_stage), failed, degradation_reason(result), request_id)
+    answer["degraded"] = status.degraded
+    answer["rerank"] = {**status.to_dict(), "message": status.describe()}
     answer["cache_hits"] = result.cache_hits
-    reranked = _reranked_hits(first_stage, result)
+    reranked = _reranked_hits(first_stage, result, service)
     answer["reranked"] = [_view(hit, scored) for hit, scored in zip(reranked, result.ranking, strict=True)]
     # The same hits, scores included, in their first-stage order; the reasoning is shown once, on the right.
     in_first_stage_order = sorted(reranked, key=lambda hit: hit.first_stage_rank or 0)
@@ -63,21 +74,35 @@ async def explore_search(
     return answer
 
 
-def _reranked_hits(first_stage: list[Hit], result: RerankResult) -> list[Hit]:
+def _reranked_hits(first_stage: list[Hit], result: RerankResult, service: RerankService) -> list[Hit]:
     return [
         replace(
             first_stage[scored.index],
             rank=rank,
             retrostar_score=scored.score,
-            explanation=SAMPLE_SEPARATOR.join(sample.text for sample in scored.samples) or None,
+            explanation=Explanation.from_samples(
+                scored.score, scored.samples, scored.cached, _unscored_reason(scored, result, service)
+            ),
         )
         for rank, scored in enumerate(result.ranking, start=1)
     ]
 
 
+def _unscored_reason(scored: ScoredDocument, result: RerankResult, service: RerankService) -> str | None:
+    """Why a document has no score: the failure that degraded the rerank, an answer without a parsed
+    score (--unparsed skip), or the cascade (only its first stage's best are scored)."""
+    if scored.scored:
+        return None
+    if scored.samples:
+        return "no sample had a <score> (the connector runs with --unparsed skip)"
+    if result.degraded:
+        return degradation_reason(result)
+    return f"not among the documents the cascade ({service.reranker.cascade}) scores"
+
+
 def _view(hit: Hit, scored: ScoredDocument | None = None) -> dict[str, Any]:
     """`Hit.to_dict()` with the text cut to an excerpt, the rank change (positive: moved up) and, for a
-    reranked hit, the samples' scores."""
+    reranked hit, whether it was scored and from the cache."""
     view = hit.to_dict()
     view["text"] = _preview(hit.text)
     assert hit.first_stage_rank is not None and hit.rank is not None
@@ -85,7 +110,6 @@ def _view(hit: Hit, scored: ScoredDocument | None = None) -> dict[str, Any]:
     if scored is not None:
         view["scored"] = scored.scored
         view["cached"] = scored.cached
-        view["samples"] = [{"score": sample.score, "parsed": sample.parsed} for sample in scored.samples]
     return view
 
 

@@ -64,7 +64,12 @@ function showKeyForm(message) {
 
 async function loadConfig() {
   const config = await api("config");
-  byId("model").textContent = `model ${config.model}`;
+  byId("model").textContent = `${config.backend === "cpu" ? "CPU fallback, not Retro*" : "model"} ${config.model}`;
+  // The task is what Retro* judges relevance under: every score on the page means "relevant" in its sense.
+  byId("task").replaceChildren(
+    el("span", { cls: "task-name", text: `task ${config.task.name}` }),
+    el("span", { cls: "task-definition", text: config.task.relevance_definition }),
+  );
   const engines = byId("engine");
   engines.replaceChildren(...config.engines.map((name) => el("option", { text: name })));
   engines.value = config.default_engine;
@@ -146,7 +151,14 @@ function renderResults(answer) {
     `${parts.join(" · ")} · request `,
     el("code", { text: answer.request_id.slice(0, 12), title: answer.request_id, data: { requestId: answer.request_id } }),
   );
-  if (answer.degraded) summary.append(el("span", { cls: "badge bad", text: "degraded: some documents unscored" }));
+  const rerank = answer.rerank;
+  if (answer.degraded) {
+    // "none": not one document has a Retro* score, so the right-hand list is the first-stage order.
+    const badge = rerank.status === "none" ? "nothing reranked" : `${rerank.unscored} of ${rerank.documents} unscored`;
+    summary.append(el("span", { cls: "badge bad", text: badge }));
+    byId("rerank-status").replaceChildren(el("strong", { text: rerank.message }));
+  }
+  byId("rerank-status").hidden = !answer.degraded;
   byId("first-stage").replaceChildren(...answer.first_stage.map(firstStageItem));
   byId("reranked").replaceChildren(...answer.reranked.map(rerankedItem));
 }
@@ -205,14 +217,32 @@ function meta(id, ...flags) {
   return el("div", { cls: "meta" }, el("span", { text: `id ${id}` }), ...flags.filter(Boolean).map((flag) => el("span", { cls: "flag", text: flag })));
 }
 
+/** A sample's score and, when its generation did not end by itself, how it ended ("length", "abort"). */
+function sampleLabel(sample) {
+  const parts = [sample.score === null ? "no score" : `score ${sample.score}`];
+  if (sample.finish_reason && sample.finish_reason !== "stop") parts.push(sample.finish_reason);
+  return parts.concat(sample.notes || []).join(", ");
+}
+
 function reasoning(hit) {
-  const scores = hit.samples.map((sample) => (sample.parsed ? sample.score : "no score"));
-  const label = `Reasoning · ${hit.samples.length} sample${hit.samples.length === 1 ? "" : "s"}: ${scores.join(", ")}`;
+  const explanation = hit.explanation;
+  if (explanation.score === null) {
+    return el("p", { cls: "unscored-reason", text: `Not scored: ${explanation.unscored_reason || "no score came back"}` });
+  }
+  const samples = explanation.samples;
+  const label = `Reasoning · ${samples.length} sample${samples.length === 1 ? "" : "s"}: ${samples.map(sampleLabel).join(" · ")}`;
   return el(
     "details",
     { cls: "reasoning" },
     el("summary", { text: label }),
-    el("pre", { text: hit.explanation || "(no reasoning: the document was not scored)" }),
+    ...samples.map((sample, i) =>
+      el(
+        "div",
+        { cls: "sample" },
+        samples.length > 1 ? el("p", { cls: "sample-head", text: `Sample ${i + 1} · ${sampleLabel(sample)}` }) : null,
+        el("pre", { text: sample.reasoning || "(no reasoning text)" }),
+      ),
+    ),
   );
 }
 

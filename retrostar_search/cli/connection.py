@@ -27,9 +27,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import SecretStr, ValidationError
+from rich.console import Console
 
+from retrostar_search.cli.errors import fail
 from retrostar_search.cli.options import set_signature
 from retrostar_search.engines.connection import DEFAULT_URLS, Engine, EngineConnection, ServiceConnection
+from retrostar_search.engines.errors import engine_errors, http_status
 
 R = TypeVar("R")
 
@@ -163,3 +166,19 @@ def connection_options(options: ConnectionOptions) -> Callable[[Callable[..., R]
         return run
 
     return decorate
+
+
+def open_engine(console: Console, connection: EngineConnection) -> Any:
+    """The engine's client, once the engine has answered: a command finds out that the engine cannot be
+    reached (or refuses the credentials) before it prints a note, starts a progress bar or changes a thing,
+    and says so the one way `fail` says it."""
+    client = connection.client()
+    try:
+        # Elasticsearch's integration-test distribution has no `GET /` (its rest-root module is left out).
+        client.info() if connection.engine is Engine.OPENSEARCH else client.cluster.health()
+    except engine_errors() as error:
+        # Any answer but a refused login means the engine is there (a user without the right to this one
+        # call gets 403): the command's own calls say what else is wrong.
+        if http_status(error) in (None, 401):
+            fail(console, error, connection=connection)
+    return client

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from retrostar_search.engines.connection import ServiceConnection
-from retrostar_search.engines.errors import engine_errors, explain_engine_error
+from retrostar_search.engines.connection import EngineConnection, ServiceConnection
+from retrostar_search.engines.errors import Service, describe_failure, engine_errors, explain_engine_error
 from retrostar_search.errors import ExitCode, RetrostarError, exit_code_for
 
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
@@ -23,12 +23,23 @@ def command_errors() -> tuple[type[Exception], ...]:
     return (RetrostarError, *engine_errors())
 
 
+def mask_url_credentials(text: str) -> str:
+    """``text`` with any ``user:password@`` written into a URL masked."""
+    return _URL_CREDENTIALS.sub("***@", text)
+
+
 def scrub(message: str, connection: ServiceConnection) -> str:
     """``message`` without the connection's secrets, nor credentials written into a URL."""
     for secret in (connection.password, connection.api_key):
         if secret is not None and secret.get_secret_value():
             message = message.replace(secret.get_secret_value(), "***")
-    return _URL_CREDENTIALS.sub("***@", message)
+    return mask_url_credentials(message)
+
+
+def display_url(connection: ServiceConnection) -> str:
+    """The connection's URL as messages show it: without credentials written into it."""
+    url = connection.resolved_url if isinstance(connection, EngineConnection) else connection.url or ""
+    return scrub(url, connection)
 
 
 def fail(
@@ -39,10 +50,22 @@ def fail(
     connection: ServiceConnection | None = None,
     hint: str | None = None,
     code: ExitCode | None = None,
+    service: Service = Service.ENGINE,
 ) -> NoReturn:
-    """Print `error` as one line after `label` (an engine error as the engine's reason), then `hint` on a
-    line of its own, and exit with `code`, by default the error's code in the table."""
-    message = explain_engine_error(error) if isinstance(error, engine_errors()) else str(error)
+    """Print `error` as one line after `label`, then what to try on a line of its own (`hint`, else the
+    error's own), and exit with `code`, by default the error's code in the table.
+
+    An engine error reads as `describe_failure` puts it: with `connection`, a call that got no answer or a
+    refused login names the URL and what to try; otherwise it is the engine's reason."""
+    hint = hint or getattr(error, "hint", None)
+    if isinstance(error, engine_errors()):
+        if connection is not None:
+            failure = describe_failure(error, display_url(connection), service)
+            message, hint = failure.message, hint or failure.hint
+        else:
+            message = explain_engine_error(error)
+    else:
+        message = str(error)
     if connection is not None:
         message = scrub(message, connection)
     console.print(f"[bold red]{label}[/] {escape(message)}", highlight=False)

@@ -21,7 +21,7 @@ from index_tools.engine import EngineOps
 from index_tools.mapping import DEFAULT_ANALYZER
 from index_tools.readers import BrightExport
 from index_tools.run import IndexSettings
-from retrostar_search.cli.connection import ENGINE, connection_options
+from retrostar_search.cli.connection import ENGINE, connection_options, open_engine
 from retrostar_search.cli.errors import command_errors, fail, scrub
 from retrostar_search.cli.index import index_with_progress, pick_analyzer
 from retrostar_search.cli.options import in_panel
@@ -40,6 +40,7 @@ from retrostar_search.evaluation.evaluate import (
 )
 from retrostar_search.evaluation.metrics import DEFAULT_METRICS
 from retrostar_search.evaluation.report import write_report
+from retrostar_search.evaluation.runner import judged_in_index
 from retrostar_search.evaluation.summary import EvalSummary
 from retrostar_search.settings import BackendKind
 
@@ -190,8 +191,9 @@ def eval_command(
 
     # With --json, stdout carries the JSON only; everything for people goes to stderr.
     console = Console(stderr=as_json)
-    ops = EngineOps.connect(connection)
+    ops = EngineOps(open_engine(console, connection), connection.engine)
     _ensure_index(ops, plan, index_if_missing, analyzer, out, console, connection)
+    _check_judged_documents(ops, plan, console, connection)
     header = (
         f"{plan.collection.name}: {len(plan.collection.queries)} judged queries → {connection.engine.value} "
         f"{connection.resolved_url} index {index!r}"
@@ -209,15 +211,18 @@ def eval_command(
 
 
 def _print_outcome(console: Console, summary: EvalSummary, as_json: bool) -> None:
-    """The table (or the JSON summary); a run with degraded reranks ends INCOMPLETE."""
+    """The table (or the JSON summary); a run with degraded reranks says what went unscored and why, and
+    ends INCOMPLETE."""
     if as_json:
         sys.stdout.write(json.dumps(summary.as_json(), indent=2, ensure_ascii=False) + "\n")
     else:
         print_summary(console, summary)
-    if summary.degraded_queries:
+    degradation = summary.degradation()
+    if degradation:
+        console.print(f"[bold red]{escape(degradation)}[/]", highlight=False)
         console.print(
-            f"[bold red]{summary.degraded_queries} queries were reranked only in part[/] (backend errors): "
-            "the reranked figures understate Retro*. Fix the backend and run again; scored pairs are cached."
+            "The reranked figures understate Retro* (an unscored candidate keeps its first-stage place). Fix "
+            "the backend and run again; scored pairs are cached."
         )
         raise typer.Exit(ExitCode.INCOMPLETE)
 
@@ -244,12 +249,8 @@ def _ensure_index(
             f"[bold red]error:[/] index {escape(repr(index))} does not exist. Index the collection first "
             "(or pass --index-if-missing):"
         )
-        task_option = f" --task {reader.task}" if isinstance(reader, BrightExport) else ""
-        command = (
-            f"retrosearch index {reader.folder} --format {reader.format_name}{task_option} --index {index}"
-        )
         # Unwrapped, so that it can be copied and run as it stands.
-        console.print(escape(f"  {command}"), soft_wrap=True, highlight=False)
+        console.print(escape(f"  {_index_command(plan)}"), soft_wrap=True, highlight=False)
         raise typer.Exit(ExitCode.FAILED)
     settings = IndexSettings(
         index=index,
@@ -267,6 +268,38 @@ def _ensure_index(
             f"[yellow]warning:[/] {report.rejected} record(s) not indexed; a judged one among them can "
             "never be retrieved"
         )
+
+
+def _check_judged_documents(
+    ops: EngineOps, plan: EvalPlan, console: Console, connection: EngineConnection
+) -> None:
+    """An index holding none of the judged documents is not this collection's corpus: every figure would
+    be 0, so the run is refused; one missing some is run, with a warning."""
+    try:
+        found, looked_up = judged_in_index(ops.client, plan.run.index, plan.collection)
+    except engine_errors() as error:
+        fail(console, error, connection=connection)
+    if not looked_up or found == looked_up:
+        return
+    index = escape(repr(plan.run.index))
+    if found == 0:
+        console.print(
+            f"[bold red]error:[/] index {index} holds none of the {looked_up:,} relevant judged documents "
+            f"looked up: it does not hold {escape(plan.collection.name)}'s corpus, and every figure would be 0. "
+            "Index the collection into it (or pass the index that holds it):"
+        )
+        console.print(escape(f"  {_index_command(plan)}"), soft_wrap=True, highlight=False)
+        raise typer.Exit(ExitCode.FAILED)
+    console.print(
+        f"[yellow]warning:[/] index {index} holds {found:,} of {looked_up:,} relevant judged documents "
+        "looked up: queries judged on the missing ones cannot reach their full score"
+    )
+
+
+def _index_command(plan: EvalPlan) -> str:
+    reader = plan.reader
+    task_option = f" --task {reader.task}" if isinstance(reader, BrightExport) else ""
+    return f"retrosearch index {reader.folder} --format {reader.format_name}{task_option} --index {plan.run.index}"
 
 
 def register(app: typer.Typer) -> None:

@@ -28,7 +28,7 @@ from index_tools.readers import (
 from index_tools.records import Rejected
 from index_tools.rejects import DEFAULT_REJECTS_PATH
 from index_tools.run import IndexReport, IndexSettings, index_corpus
-from retrostar_search.cli.connection import ENGINE, connection_options
+from retrostar_search.cli.connection import ENGINE, connection_options, open_engine
 from retrostar_search.cli.errors import command_errors, fail, scrub
 from retrostar_search.cli.options import in_panel
 from retrostar_search.engines.connection import EngineConnection
@@ -203,7 +203,8 @@ def index_command(
     except (InvalidInput, FileNotFoundError) as error:
         raise typer.BadParameter(str(error), param_hint="PATH") from None
     console = Console()
-    ops = EngineOps.connect(connection)
+    # Reached first: an engine that does not answer fails here, before any note or progress bar.
+    ops = EngineOps(open_engine(console, connection), connection.engine)
     settings = IndexSettings(
         index=index,
         analyzer=pick_analyzer(console, ops, analyzer, connection),

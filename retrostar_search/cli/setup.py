@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from connector.settings import ConnectorSettings
-from retrostar_search.cli.connection import ELASTICSEARCH, OPENSEARCH, connection_options
+from retrostar_search.cli.connection import ELASTICSEARCH, OPENSEARCH, connection_options, open_engine
 from retrostar_search.cli.errors import fail, scrub
 from retrostar_search.cli.options import in_panel
 from retrostar_search.engines.connection import EngineConnection
@@ -150,6 +150,7 @@ def setup_opensearch(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     target = scrub(connection.resolved_url, connection)
+    open_engine(console, connection)
     if dry_run:
         features, plan = _opensearch_setup(connection, console).dry_run(wiring)
         console.print(
@@ -177,6 +178,7 @@ def teardown_opensearch(
     """Remove the pipeline (and any index default pointing at it), its model and connector, and the
     cluster settings setup added for them; what another pipeline still uses is kept and named."""
     console = Console(highlight=False)
+    open_engine(console, connection)
     plan = _on_opensearch(
         connection,
         console,
@@ -215,6 +217,7 @@ def setup_elasticsearch(
         console.print_json(json.dumps(retriever))
         return
     target = scrub(connection.resolved_url, connection)
+    open_engine(console, connection)
     try:
         create_inference_endpoint(connection.elasticsearch_client(), wiring, target)
     except ElasticsearchSetupError as error:
@@ -234,6 +237,7 @@ def teardown_elasticsearch(
     """Delete the rerank inference endpoint."""
     console = Console(highlight=False)
     target = scrub(connection.resolved_url, connection)
+    open_engine(console, connection)
     try:
         removed = delete_inference_endpoint(connection.elasticsearch_client(), inference_id, target)
     except ElasticsearchSetupError as error:

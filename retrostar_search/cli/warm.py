@@ -23,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from index_tools.progress import FixedTotal, ProgressWords, run_progress
+from index_tools.progress import FixedTotal, Units, run_progress
 from index_tools.readers import QueryFormat, read_queries
 from retrostar_search.cli.connection import ENGINE, connection_options
 from retrostar_search.cli.errors import command_errors, fail, scrub
@@ -45,7 +45,7 @@ from retrostar_search.warming import (
     warm_cache,
 )
 
-WARMING = ProgressWords(action="warming", things="queries", rate_unit="queries/s")
+WARMING = Units(doing="warming", things="queries", rate="queries/s")
 _queries, _run, _connector = in_panel("Queries"), in_panel("Run"), in_panel("Through a running connector")
 _NOT_SHOWN = {"show_default": False}
 
@@ -186,9 +186,13 @@ def _require_a_shared_cache(settings: RerankerSettings) -> None:
 
 def _connector_leg(console: Console, url: str, api_key: str | None, fields: tuple[str, ...]) -> LegOpener:
     with ConnectorClient(url, api_key=api_key) as probe:
-        if probe.backend_kind() is None:
-            console.print(f"[bold red]error:[/] the connector at {escape(probe.base_url)} does not answer")
-            raise typer.Exit(ExitCode.FAILED)
+        readiness = probe.readiness()
+    if not readiness.reachable:
+        console.print(
+            f"[bold red]error:[/] the connector at {escape(readiness.url)} does not answer: "
+            f"{escape(readiness.problem or '')}"
+        )
+        raise typer.Exit(ExitCode.FAILED)
     # No task: the connector's own applies, as for the searches the pipeline sends it.
     return partial(open_connector_leg, url, api_key, None, fields)
 

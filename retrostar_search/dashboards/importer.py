@@ -13,6 +13,7 @@ import httpx
 
 from retrostar_search.dashboards.targets import PROFILES, Target
 from retrostar_search.engines.connection import ServiceConnection
+from retrostar_search.engines.errors import Service, describe_failure, describe_status
 from retrostar_search.errors import RetrostarError
 
 IMPORT_PATH = "/api/saved_objects/_import"
@@ -20,7 +21,12 @@ UPLOAD_FILENAME = "retrostar-dashboards.ndjson"
 
 
 class DashboardsImportError(RetrostarError):
-    """The import request itself failed (unreachable, refused, not the Saved Objects API)."""
+    """The import request itself failed (unreachable, refused, not the Saved Objects API); `hint` says what
+    to try when that is known."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +86,12 @@ def import_saved_objects(connection: DashboardsConnection, target: Target, ndjso
             timeout=connection.request_timeout,
         )
     except httpx.HTTPError as error:
-        raise DashboardsImportError(
-            f"could not reach {connection.display_url}: {type(error).__name__}"
-        ) from None
+        failure = describe_failure(error, connection.display_url, Service.DASHBOARDS)
+        raise DashboardsImportError(failure.message, failure.hint) from None
     body = _json_or_none(response)
     if response.status_code != httpx.codes.OK or not isinstance(body, dict) or "success" not in body:
-        raise DashboardsImportError(_describe_refusal(response, body))
+        hint = describe_status(response.status_code, connection.display_url, Service.DASHBOARDS).hint
+        raise DashboardsImportError(_describe_refusal(response, body), hint)
     return ImportResult(
         success=bool(body["success"]),
         success_count=int(body.get("successCount", 0)),

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from retrostar_search.engines._explanations import Explanation
 from retrostar_search.engines._queries import DEFAULT_FIELDS
 from retrostar_search.reranker import Candidate
 
@@ -42,11 +43,19 @@ class Hit:
     source: dict[str, Any] = field(repr=False)
     rank: int | None = None
     retrostar_score: float | None = None
-    explanation: str | None = None
+    explanation: Explanation | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view (for ``--json`` and the explorer page): every field but the raw source."""
-        return {name: getattr(self, name) for name in _JSON_FIELDS}
+        """A JSON-ready view (for ``--json`` and the explorer page): every field but the raw source, the
+        explanation as a structure."""
+        view = {name: getattr(self, name) for name in _JSON_FIELDS}
+        view["explanation"] = None if self.explanation is None else self.explanation.to_dict()
+        return view
+
+    @property
+    def label(self) -> str:
+        """How a person knows the document: its title, else its id."""
+        return self.title or self.id
 
     def candidate(self, fields: Sequence[str] = DEFAULT_FIELDS) -> Candidate:
         """The hit as the connector ranks it: its `document_text` over `fields`, with its id."""

@@ -1,17 +1,25 @@
-"""The rerank connector's own API as a client calls it: Cohere's `POST /v1/rerank` with Retro*'s extensions."""
+"""The rerank connector's own API as a client calls it: Cohere's `POST /v1/rerank` with Retro*'s extensions,
+`GET /ready` (who scores: backend, model, task) and `GET /outcomes/{fingerprint}` (how a rerank the
+search pipeline asked for went)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, overload
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import httpx
 
+from retrostar_search.engines._explanations import Explanation
 from retrostar_search.engines._hits import RELEVANCE_SCALE
-from retrostar_search.engines.connector_endpoint import RERANK_PATH
+from retrostar_search.engines.connector_endpoint import OUTCOMES_PATH, RERANK_PATH
+from retrostar_search.engines.errors import Service, describe_failure, describe_status
 from retrostar_search.errors import SearchError
 from retrostar_search.reranker import Candidate
+from retrostar_search.tasks import TaskDefinition
+
+READY_TIMEOUT_S = 5.0
+CPU_BACKEND = "cpu"
 
 
 @dataclass(frozen=True)
@@ -22,7 +30,7 @@ class RerankScore:
     candidate: Candidate
     relevance_score: float
     scored: bool
-    explanation: str | None = None
+    explanation: Explanation | None = None
 
     @property
     def retrostar_score(self) -> float | None:
@@ -30,37 +38,82 @@ class RerankScore:
 
 
 @dataclass(frozen=True)
-class RerankReply(Sequence[RerankScore]):
-    """One rerank's answer: the scores, best first (the reply is their sequence), whether the connector
-    degraded it (a backend failure or its deadline left a pair unscored), and what it says it did
-    (`meta.retrostar`): pairs sent to the model, pairs served from its cache and pairs the backend failed
-    (None where it does not say)."""
+class RerankAnswer:
+    """One rerank: a score per candidate, best first, whether (and why) some went unscored, and what the
+    connector says it did (`meta.retrostar`): pairs sent to the model, pairs served from its cache and
+    pairs the backend failed (None where it does not say)."""
 
     scores: list[RerankScore]
     degraded: bool = False
+    reason: str | None = None
+    request_id: str | None = None
     pairs_scored: int | None = None
     cache_hits: int | None = None
     backend_errors: int | None = None
 
     @property
     def unscored(self) -> int:
-        return sum(not score.scored for score in self.scores)
+        """Candidates a failure left unscored (the cascade's unscored ones do not count)."""
+        return sum(not score.scored for score in self.scores) if self.degraded else 0
 
-    @overload
-    def __getitem__(self, index: int) -> RerankScore: ...
 
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[RerankScore]: ...
+@dataclass(frozen=True)
+class ConnectorReadiness:
+    """What a connector's `/ready` says: whether it answers, whether its backend is ready, and who scores
+    (backend kind, model, task, cascade). `problem` and `hint` say why not, for a person."""
 
-    def __getitem__(self, index: int | slice) -> RerankScore | Sequence[RerankScore]:
-        return self.scores[index]
+    url: str
+    reachable: bool
+    ready: bool = False
+    # Who scores, as /ready reports it (also when the backend is not ready).
+    backend: str | None = None
+    model: str | None = None
+    task: TaskDefinition | None = None
+    cascade: str | None = None  # "all@1": one sample per document
+    # Why it is not reachable or not ready, and what to try.
+    problem: str | None = None
+    hint: str | None = None
 
-    def __len__(self) -> int:
-        return len(self.scores)
+    @property
+    def scorer(self) -> str:
+        """Who the scores come from, as labels and titles say it."""
+        if self.backend == CPU_BACKEND:
+            return "the CPU fallback (not Retro*)"
+        if self.backend is None:
+            return "an unknown scorer"
+        return "Retro*"
+
+    @property
+    def score_label(self) -> str:
+        """A short column label for the scores."""
+        return {CPU_BACKEND: "fallback", None: "score"}.get(self.backend, "Retro*")
+
+    def to_dict(self) -> dict[str, Any]:
+        view = {field.name: getattr(self, field.name) for field in fields(self) if field.name != "hint"}
+        return {**view, "task": None if self.task is None else self.task.model_dump()}
+
+
+@dataclass(frozen=True)
+class RerankOutcome:
+    """How one rerank went, as the connector remembers it: `unscored` of `documents` left without a score,
+    which (`unscored_digests`, by `document_digest`; empty when none or all were), whether a failure did it
+    (`degraded`, else the cascade) and why."""
+
+    request_id: str
+    documents: int
+    unscored: int
+    degraded: bool = False
+    reason: str | None = None
+    unscored_digests: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def failed(self) -> int:
+        """Documents a failure left unscored."""
+        return self.unscored if self.degraded else 0
 
 
 class ConnectorClient:
-    """The rerank connector's Cohere-shaped `POST /v1/rerank`, over one pooled HTTP connection.
+    """The rerank connector, over one pooled HTTP connection.
 
     `timeout` should exceed the connector's own deadline: past it the connector answers what it knows,
     which is better than a client-side timeout with nothing."""
@@ -68,18 +121,46 @@ class ConnectorClient:
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+        self._api_key = api_key
+        self._timeout = timeout
         # What messages and reports name: the URL without any user:password written into it (httpx
         # still sends those as basic auth).
         self.base_url = str(httpx.URL(base_url).copy_with(userinfo=b"")).rstrip("/")
 
-    def backend_kind(self) -> str | None:
-        """The connector's backend ("sglang", "openai", "engine", "cpu") as its /ready reports it; None when
-        the connector does not answer. Lets output say when scores come from the CPU fallback, not Retro*."""
+    def at(self, base_url: str) -> ConnectorClient:
+        """A client for another connector (the one a search pipeline calls), with this one's key and
+        timeout; the caller closes it."""
+        return ConnectorClient(base_url, self._api_key, self._timeout)
+
+    def readiness(self) -> ConnectorReadiness:
+        """What `/ready` says; never raises (an unreachable connector is a readiness too)."""
         try:
-            body = self._http.get("/ready", timeout=5.0).json()
-        except (httpx.HTTPError, ValueError):
-            return None
-        return body.get("backend") if isinstance(body, dict) else None
+            response = self._http.get("/ready", timeout=READY_TIMEOUT_S)
+        except httpx.HTTPError as error:
+            failure = describe_failure(error, self.base_url, Service.CONNECTOR)
+            return ConnectorReadiness(
+                self.base_url, reachable=False, problem=failure.message, hint=failure.hint
+            )
+        body = _json_object(response)
+        task = body.get("task")
+        readiness = ConnectorReadiness(
+            self.base_url,
+            reachable=True,
+            ready=response.status_code == 200 and body.get("status") == "ready",
+            backend=body.get("backend"),
+            model=body.get("model"),
+            task=TaskDefinition.model_validate(task) if isinstance(task, dict) else None,
+            cascade=body.get("cascade"),
+        )
+        if response.status_code in (401, 403):
+            failure = describe_status(response.status_code, self.base_url, Service.CONNECTOR)
+            return ConnectorReadiness(
+                self.base_url, reachable=True, problem=failure.message, hint=failure.hint
+            )
+        if not readiness.ready:
+            message = body.get("message") or f"/ready answered HTTP {response.status_code}"
+            return replace(readiness, problem=str(message))
+        return readiness
 
     def rerank(
         self,
@@ -87,13 +168,12 @@ class ConnectorClient:
         candidates: Sequence[Candidate],
         explain: bool = False,
         task: str | Mapping[str, Any] | None = None,
-    ) -> RerankReply:
-        """One score per candidate, best first (unscored candidates last, as the connector orders them),
-        with the connector's own counts of what the model and its cache did.
+    ) -> RerankAnswer:
+        """One score per candidate, best first (unscored candidates last, as the connector orders them).
 
         The candidates' ids only label them in the connector's rerank log (else it records hashes)."""
         if not candidates:
-            return RerankReply(scores=[], pairs_scored=0, cache_hits=0, backend_errors=0)
+            return RerankAnswer([], pairs_scored=0, cache_hits=0, backend_errors=0)
         # The wire keeps Cohere's list of texts; the ids travel beside it as Retro*'s `document_ids`.
         payload: dict[str, Any] = {"query": query, "documents": [candidate.text for candidate in candidates]}
         ids = [candidate.id for candidate in candidates]
@@ -103,20 +183,10 @@ class ConnectorClient:
             payload["return_explanations"] = True
         if task is not None:
             payload["task"] = task
-        try:
-            response = self._http.post(RERANK_PATH, json=payload)
-        except httpx.TimeoutException:
-            raise SearchError(f"the connector at {self.base_url} timed out") from None
-        except httpx.HTTPError as error:
-            raise SearchError(
-                f"the connector at {self.base_url} is unreachable ({type(error).__name__})"
-            ) from None
+        response = self._call("POST", RERANK_PATH, payload)
         if response.status_code >= 400:
-            raise SearchError(
-                f"the connector at {self.base_url} answered HTTP {response.status_code}: "
-                f"{_error_message(response)}"
-            )
-        body = response.json()
+            raise self._refusal(response)
+        body = _json_object(response)
         results = body.get("results", [])
         if len(results) != len(candidates):
             raise SearchError(
@@ -128,17 +198,42 @@ class ConnectorClient:
                 candidate=candidates[int(result["index"])],
                 relevance_score=float(result["relevance_score"]),
                 scored=bool(result.get("scored", True)),
-                explanation=_reasoning(result.get("explanation")),
+                explanation=Explanation.from_wire(result["explanation"])
+                if result.get("explanation")
+                else None,
             )
             for result in results
         ]
-        stats = (body.get("meta") or {}).get("retrostar") or {}
-        return RerankReply(
-            scores=scores,
-            degraded=bool(body.get("degraded", any(not score.scored for score in scores))),
-            pairs_scored=stats.get("pairs_scored"),
-            cache_hits=stats.get("cache_hits"),
-            backend_errors=stats.get("backend_errors"),
+        meta = body.get("meta") or {}
+        retrostar = meta.get("retrostar") or {}
+        warnings = meta.get("warnings") or []
+        return RerankAnswer(
+            scores,
+            degraded=bool(body.get("degraded", False)),
+            reason=retrostar.get("reason") or (warnings[0] if warnings else None),
+            request_id=body.get("id"),
+            pairs_scored=retrostar.get("pairs_scored"),
+            cache_hits=retrostar.get("cache_hits"),
+            backend_errors=retrostar.get("backend_errors"),
+        )
+
+    def outcome(self, fingerprint: str) -> RerankOutcome | None:
+        """How the connector's latest rerank with this fingerprint went; None when it does not remember
+        one (restarted since, or never asked)."""
+        response = self._call("GET", f"{OUTCOMES_PATH}/{fingerprint}")
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise self._refusal(response)
+        body = _json_object(response)
+        return RerankOutcome(
+            request_id=str(body.get("request_id", "")),
+            documents=int(body.get("documents", 0)),
+            unscored=int(body.get("unscored", 0)),
+            # A connector that does not say counts every unscored document as a failure.
+            degraded=bool(body.get("degraded", int(body.get("unscored", 0)) > 0)),
+            reason=body.get("reason"),
+            unscored_digests=frozenset(body.get("unscored_documents") or ()),
         )
 
     def close(self) -> None:
@@ -150,13 +245,28 @@ class ConnectorClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> httpx.Response:
+        try:
+            return self._http.request(method, path, json=payload)
+        except httpx.HTTPError as error:
+            failure = describe_failure(error, self.base_url, Service.CONNECTOR)
+            raise SearchError(f"the connector: {failure.message}", hint=failure.hint) from None
 
-def _reasoning(explanation: Mapping[str, Any] | None) -> str | None:
-    """The reasoning text of an explanation; several samples are kept apart by a rule line."""
-    if not explanation:
-        return None
-    texts = [sample.get("text", "") for sample in explanation.get("samples") or []]
-    return "\n---\n".join(text for text in texts if text) or None
+    def _refusal(self, response: httpx.Response) -> SearchError:
+        failure = describe_status(response.status_code, self.base_url, Service.CONNECTOR)
+        return SearchError(
+            f"the connector at {self.base_url} answered HTTP {response.status_code}: "
+            f"{_error_message(response)}",
+            hint=failure.hint,
+        )
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _error_message(response: httpx.Response) -> str:

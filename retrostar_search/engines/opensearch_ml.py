@@ -125,8 +125,14 @@ class MLCommons:
     def undeploy_model(self, model_id: str) -> None:
         self._call("undeploy model", "POST", f"{ML}/models/{model_id}/_undeploy")
 
+    def get_model(self, model_id: str) -> dict[str, Any]:
+        return dict(self._call("read model", "GET", f"{ML}/models/{model_id}"))
+
     def model_state(self, model_id: str) -> str | None:
-        return self._call("read model", "GET", f"{ML}/models/{model_id}").get("model_state")
+        return self.get_model(model_id).get("model_state")
+
+    def get_connector(self, connector_id: str) -> dict[str, Any]:
+        return dict(self._call("read connector", "GET", f"{ML}/connectors/{connector_id}"))
 
     def delete_model(self, model_id: str) -> None:
         self._call("delete model", "DELETE", f"{ML}/models/{model_id}")

@@ -14,6 +14,7 @@ with no separator, which is what OpenSearch's rerank processor builds), so a doc
 Retro* score, served from the connector's cache, whichever path asked.
 """
 
+from retrostar_search.engines._explanations import Explanation, SampleReasoning, reasoning_text
 from retrostar_search.engines._hits import RELEVANCE_SCALE, TEXT_FIELD, TITLE_FIELD, Hit, document_text
 from retrostar_search.engines._queries import DEFAULT_FIELDS, first_stage_body, pipeline_search_body
 from retrostar_search.engines._rerank import (
@@ -24,8 +25,16 @@ from retrostar_search.engines._rerank import (
     search_and_rerank,
     search_first_stage,
     search_through_pipeline,
+    verify_pipeline_rerank,
 )
-from retrostar_search.engines.connector_client import ConnectorClient, RerankReply, RerankScore
+from retrostar_search.engines._status import RerankState, RerankStatus, degradation_reason
+from retrostar_search.engines.connector_client import (
+    ConnectorClient,
+    ConnectorReadiness,
+    RerankAnswer,
+    RerankOutcome,
+    RerankScore,
+)
 from retrostar_search.errors import SearchError
 from retrostar_search.reranker import Candidate
 
@@ -36,18 +45,27 @@ __all__ = [
     "TITLE_FIELD",
     "Candidate",
     "ConnectorClient",
+    "ConnectorReadiness",
+    "Explanation",
     "Hit",
-    "RerankReply",
+    "RerankAnswer",
+    "RerankOutcome",
     "RerankScore",
+    "RerankState",
+    "RerankStatus",
     "RerankedSearch",
+    "SampleReasoning",
     "SearchError",
     "attach_explanations",
     "attach_first_stage",
+    "degradation_reason",
     "document_text",
     "first_stage_body",
     "pipeline_search_body",
+    "reasoning_text",
     "rerank_client_side",
     "search_and_rerank",
     "search_first_stage",
     "search_through_pipeline",
+    "verify_pipeline_rerank",
 ]

@@ -1,7 +1,9 @@
-"""What `retrosearch eval` shows on the terminal: the progress bar while queries run, then the table."""
+"""What `retrosearch eval` shows on the terminal: progress while queries run (a bar at a terminal, plain
+lines on stderr elsewhere, as indexing does), then the table, what reranked and under which task."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,12 +20,21 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from index_tools.progress import FixedTotal, Units, plain_lines
 from retrostar_search.evaluation.summary import EvalSummary
+
+QUERY_UNITS = Units(doing="eval", things="queries", rate="queries/s")
 
 
 @contextmanager
 def query_progress(console: Console, total: int) -> Iterator[Callable[[], None]]:
-    """A bar over the queries; yields the callback that marks one query done."""
+    """Progress over the queries; yields the callback that marks one query done. A run whose output is
+    not a terminal (CI, a log file, a pipe) gets a plain line every few seconds instead of a bar that
+    would only be drawn at the end."""
+    if not console.is_terminal:
+        with plain_lines(sys.stderr, FixedTotal(total), units=QUERY_UNITS) as advance:
+            yield lambda: advance(1)
+        return
     columns = [
         TextColumn("[bold]queries"),
         BarColumn(),
@@ -55,8 +66,14 @@ def print_summary(console: Console, summary: EvalSummary) -> None:
     console.print(table)
     rerank = summary.settings.get("rerank")
     if rerank:
-        details = ", ".join(f"{key} {value}" for key, value in rerank.items())
+        details = ", ".join(f"{key} {value}" for key, value in rerank.items() if key != "task")
         console.print(escape(f"reranked: {details}"), highlight=False)
+        task = rerank.get("task")
+        if isinstance(task, dict):
+            # What "relevant" meant to Retro* for these figures.
+            console.print(escape(f"task {task['name']}: {task['relevance_definition']}"), highlight=False)
+        elif task:
+            console.print(escape(f"task: {task}"), highlight=False)
         if rerank.get("backend") == "cpu":
             console.print(
                 "[bold yellow]the cpu backend is a lexical fallback, NOT Retro*: "

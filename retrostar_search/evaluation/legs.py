@@ -15,17 +15,17 @@ default, as OpenSearch's rerank processor builds it):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from retrostar_search.engines.search import DEFAULT_FIELDS, ConnectorClient, Hit
+from retrostar_search.engines.search import DEFAULT_FIELDS, ConnectorClient, Hit, degradation_reason
 from retrostar_search.errors import BackendError
 from retrostar_search.reranker import Reranker
 from retrostar_search.scoring import Cascade
 from retrostar_search.settings import RerankerSettings
-from retrostar_search.tasks import TaskDefinition
+from retrostar_search.tasks import TaskDefinition, resolve_task
 
 # Above the connector's own deadline (25 s by default): past it the connector answers what it knows.
 CONNECTOR_TIMEOUT_S = 300.0
@@ -40,7 +40,11 @@ class RerankOutcome:
     # Pairs sent to the model and pairs served from the cache; None where the path does not report them.
     pairs_scored: int | None = None
     cache_hits: int | None = None
-    # Pairs the model did not answer: failed, or cut by a deadline (at least the unscored candidates).
+    # Candidates left without a score by a failure, and why (the backend's error, the deadline).
+    unscored: int = 0
+    reason: str | None = None
+    # Pairs the model did not answer, in any cascade stage (failed, or cut by a deadline): at least the
+    # unscored candidates.
     failed: int = 0
 
 
@@ -71,12 +75,15 @@ class InProcessLeg:
         result = await self.reranker.rerank(
             query, [hit.candidate(self.fields) for hit in hits], task=self.task, cascade=self.cascade
         )
+        unscored = result.unscored if result.degraded else 0  # not those a cascade stage left out
         return RerankOutcome(
             ranking=[hits[scored.index].id for scored in result.ranking],
             degraded=result.degraded,
             pairs_scored=result.pairs_scored,
             cache_hits=result.cache_hits,
-            failed=max(result.backend_errors, result.unscored),
+            unscored=unscored,
+            reason=degradation_reason(result),
+            failed=max(result.backend_errors, unscored),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -85,7 +92,7 @@ class InProcessLeg:
             "path": "in-process",
             "backend": backend.kind,
             "model": backend.model,
-            "task": self.task.name,
+            "task": self.task.model_dump(),
             "cascade": str(self.cascade),
         }
 
@@ -94,7 +101,7 @@ class ConnectorLeg:
     def __init__(
         self,
         client: ConnectorClient,
-        task: str | Mapping[str, Any] | None = None,
+        task: str | None = None,
         fields: Sequence[str] = DEFAULT_FIELDS,
     ) -> None:
         self.client = client
@@ -103,22 +110,30 @@ class ConnectorLeg:
 
     async def rerank(self, query: str, hits: Sequence[Hit]) -> RerankOutcome:
         # The client is synchronous (and shareable between threads); a thread keeps the queries concurrent.
-        reply = await asyncio.to_thread(
+        answer = await asyncio.to_thread(
             self.client.rerank, query, [hit.candidate(self.fields) for hit in hits], False, self.task
         )
         return RerankOutcome(
-            ranking=[hits[score.index].id for score in reply.scores],
-            degraded=reply.degraded,
-            pairs_scored=reply.pairs_scored,
-            cache_hits=reply.cache_hits,
-            failed=max(reply.backend_errors or 0, reply.unscored),
+            ranking=[hits[score.index].id for score in answer.scores],
+            degraded=answer.degraded,
+            unscored=answer.unscored,
+            reason=answer.reason,
+            pairs_scored=answer.pairs_scored,
+            cache_hits=answer.cache_hits,
+            failed=max(answer.backend_errors or 0, answer.unscored),
         )
 
     def describe(self) -> dict[str, Any]:
+        readiness = self.client.readiness()
         return {
             "path": "connector",
             "connector_url": self.client.base_url,  # ConnectorClient keeps it without credentials
-            "task": self.task or "server default",
+            "backend": readiness.backend,
+            "model": readiness.model,
+            # The preset sent with each request, else the connector's own task as its /ready says.
+            "task": resolve_task(self.task).model_dump()
+            if self.task
+            else (readiness.task.model_dump() if readiness.task else "the connector's (not reported)"),
         }
 
 

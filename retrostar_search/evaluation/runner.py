@@ -12,10 +12,13 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrostar_search.engines.search import DEFAULT_FIELDS, Hit, search_first_stage
 from retrostar_search.evaluation.legs import RerankLeg, RerankOutcome
+
+if TYPE_CHECKING:  # the collection module needs the eval extra; `warm` runs queries without it
+    from retrostar_search.evaluation.collection import EvalCollection
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,26 @@ def reranked_ranking(first_stage: Sequence[str], candidates: int, outcome: Reran
     """The reranked candidates, then the first-stage hits beyond them (the usual rerank-top-k run)."""
     reranked = set(outcome.ranking)
     return [*outcome.ranking, *(doc_id for doc_id in first_stage[candidates:] if doc_id not in reranked)]
+
+
+# Judged documents looked up before a run: enough to tell a wrong index from a right one, cheap on any.
+JUDGED_SAMPLE = 1000
+
+
+def judged_in_index(client: Any, index: str, collection: EvalCollection) -> tuple[int, int]:
+    """How many of the collection's relevant judged documents (up to `JUDGED_SAMPLE`, in a stable order)
+    the index holds, and how many were looked up. None held means the index is not this collection's
+    corpus: every figure would be 0."""
+    judged = sorted(
+        {doc_id for grades in collection.qrels.values() for doc_id, grade in grades.items() if grade > 0}
+    )[:JUDGED_SAMPLE]
+    if not judged:
+        return 0, 0
+    response = client.search(
+        index=index, body={"query": {"ids": {"values": judged}}, "size": 0, "track_total_hits": True}
+    )
+    total = response["hits"]["total"]
+    return int(total["value"] if isinstance(total, dict) else total), len(judged)
 
 
 async def run_queries(

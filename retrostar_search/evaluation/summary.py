@@ -28,6 +28,10 @@ class QueryResult:
     pairs_scored: int | None
     cache_hits: int | None
     degraded: bool
+    # Reranked candidates a failure left without a score, and why; `unscored == candidates`: none scored.
+    unscored: int
+    candidates: int
+    degradation_reason: str | None
     first_stage_seconds: float | None
     rerank_seconds: float | None
 
@@ -48,6 +52,8 @@ class QueryResult:
             "pairs_scored": self.pairs_scored,
             "cache_hits": self.cache_hits,
             "degraded": self.degraded,
+            "unscored": self.unscored,
+            "degradation_reason": self.degradation_reason,
             "first_stage_seconds": _rounded(self.first_stage_seconds),
             "rerank_seconds": _rounded(self.rerank_seconds),
         }
@@ -82,6 +88,31 @@ class EvalSummary:
     def degraded_queries(self) -> int:
         return sum(result.degraded for result in self.per_query)
 
+    @property
+    def unreranked_queries(self) -> int:
+        """Queries of which not one candidate got a score: their "reranked" ranking is the first stage."""
+        return sum(result.degraded and result.unscored >= result.candidates for result in self.per_query)
+
+    @property
+    def degradation_reason(self) -> str | None:
+        """Why candidates went unscored: the first reason reported."""
+        return next(
+            (result.degradation_reason for result in self.per_query if result.degradation_reason), None
+        )
+
+    def degradation(self) -> str | None:
+        """One line on what went unscored, and why; None when every rerank was whole."""
+        if not self.degraded_queries:
+            return None
+        reason = f": {self.degradation_reason}" if self.degradation_reason else ""
+        none, some = self.unreranked_queries, self.degraded_queries - self.unreranked_queries
+        if none == len(self.per_query):
+            return f"nothing was reranked: no query got a single Retro* score{reason}"
+        parts = [f"{none} queries were not reranked at all"] if none else []
+        if some:
+            parts.append(f"{some} queries were reranked only in part")
+        return " and ".join(parts) + reason
+
     def as_json(self) -> dict[str, Any]:
         """The machine-readable summary `--json` prints; metric names as given (``ndcg@10``)."""
         return {
@@ -99,6 +130,8 @@ class EvalSummary:
                 "pairs_scored": self.pairs_scored,
                 "cache_hits": self.cache_hits,
                 "degraded_queries": self.degraded_queries,
+                "unreranked_queries": self.unreranked_queries,
+                "degradation": self.degradation(),
             },
             "settings": self.settings,
             "seconds": round(self.seconds, 3),
@@ -154,6 +187,9 @@ def summarise(
                 pairs_scored=rerank.pairs_scored if rerank else None,
                 cache_hits=rerank.cache_hits if rerank else None,
                 degraded=rerank.degraded if rerank else False,
+                unscored=rerank.unscored if rerank else 0,
+                candidates=len(rerank.ranking) if rerank else 0,
+                degradation_reason=rerank.reason if rerank else None,
                 first_stage_seconds=run.first_stage_seconds if run else None,
                 rerank_seconds=run.rerank_seconds if run else None,
             )
