@@ -25,7 +25,8 @@ from retrostar_search.reranker import Reranker
 
 DESCRIPTION = """Reranks documents with Retro*, an LLM that reasons about relevance and ends with a 0-100
 score, served by SGLang. Speaks Cohere's rerank API (what OpenSearch's and Elasticsearch's rerank
-connectors call) and Hugging Face TEI's; `relevance_score` is the Retro* score / 100."""
+connectors call) and Hugging Face TEI's; `relevance_score` is the Retro* score / 100 (banded by stage with a
+cascade, so that promoted documents sort first), `retrostar_score` the Retro* score itself."""
 
 
 def create_app(settings: ConnectorSettings | None = None, backend: Backend | None = None) -> FastAPI:

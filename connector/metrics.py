@@ -21,6 +21,35 @@ from retrostar_search.reranker import RerankResult
 # From a cached 10-document rerank (milliseconds) to a request that runs into Elasticsearch's 30 s limit.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 25, 30, 60)
 _UNMATCHED_ROUTE = "unmatched"  # unknown paths share one label, so scanners cannot grow the series
+# RerankResult's counts that /metrics adds up as they are: the attribute, the metric, its help.
+_RESULT_COUNTERS = (
+    (
+        "unparsed_samples",
+        "retrosearch_unparsed_samples",
+        "Samples without a score (cut at the token limit or no <score>): counted per the unparsed policy, "
+        "never cached.",
+    ),
+    (
+        "truncated_documents",
+        "retrosearch_truncated_documents",
+        "Documents cut to fit the served context (or a set budget).",
+    ),
+    (
+        "retried_pairs",
+        "retrosearch_retried_pairs",
+        "Pairs sent a second time after a failed request or an aborted generation.",
+    ),
+    (
+        "aborted_pairs",
+        "retrosearch_aborted_pairs",
+        "Pairs left unscored because the server aborted their generation twice.",
+    ),
+    (
+        "inflight_joins",
+        "retrosearch_inflight_joins",
+        "Pairs a rerank took from another rerank that was already scoring them.",
+    ),
+)
 
 
 class ConnectorMetrics(CacheObserver):
@@ -80,6 +109,30 @@ class ConnectorMetrics(CacheObserver):
             "Documents answered without a score because of a degraded rerank.",
             registry=self.registry,
         )
+        self.samples = Counter(
+            "retrosearch_samples",
+            "Samples the model generated, by finish reason (stop, length or abort).",
+            ["finish_reason"],
+            registry=self.registry,
+        )
+        self.result_counters = {
+            attribute: Counter(name, description, registry=self.registry)
+            for attribute, name, description in _RESULT_COUNTERS
+        }
+        self.deadline_pairs = Counter(
+            "retrosearch_deadline_pairs",
+            "Pairs still being generated when a deadline passed, by what was done (--on-deadline: abort, "
+            "or finish in the background).",
+            ["action"],
+            registry=self.registry,
+        )
+        self.background_pairs = Counter(
+            "retrosearch_background_pairs",
+            "Pairs finished in the background after a deadline, by outcome (cached, or not_cached: failed "
+            "or without a cacheable score).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.model_seconds = Histogram(
             "retrosearch_model_duration_seconds",
             "Time a rerank spent waiting for the backend.",
@@ -110,9 +163,18 @@ class ConnectorMetrics(CacheObserver):
         self.cache_hits.inc(result.cache_hits)
         self.backend_errors.inc(result.backend_errors)
         self.model_seconds.observe(result.model_seconds)
+        for finish_reason, count in result.finish_reasons.items():
+            self.samples.labels(finish_reason.value).inc(count)
+        for attribute, counter in self.result_counters.items():
+            counter.inc(getattr(result, attribute))
+        for action, count in result.deadline_pairs.items():
+            self.deadline_pairs.labels(action.value).inc(count)
         if result.degraded:
             self.degraded.labels("deadline" if result.deadline_exceeded else "backend_error").inc()
             self.unscored.inc(result.unscored)
+
+    def record_background_finish(self, cached: bool) -> None:
+        self.background_pairs.labels("cached" if cached else "not_cached").inc()
 
 
 class RequestMetricsMiddleware:

@@ -1,9 +1,10 @@
 """From a RerankResult to the answers engines and clients expect.
 
 OpenSearch and Elasticsearch need exactly one result per input document (unless top_n asks for fewer), with
-`relevance_score` a JSON float: scores are Retro*'s 0..100 divided by 100, and unscored documents get 0.0
-(after every scored one, in request order, flagged `scored: false`) so an engine's stable sort keeps them
-last.
+`relevance_score` a JSON float that never increases along the ranking, since engines sort by it: Retro*'s
+0..100 divided by 100 (a cascade gives each stage a band, see `retrostar_search.reranker.relevance`), and
+0.0 for unscored documents (after every scored one, in request order, flagged `scored: false`) so an
+engine's stable sort keeps them last. `retrostar_score` carries the Retro* score itself.
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ def cohere_response(
     results = []
     for ranked in _top(result, top_n):
         item = CohereRerankResult(
-            index=ranked.index, relevance_score=_relevance(ranked), scored=ranked.scored
+            index=ranked.index,
+            relevance_score=ranked.relevance,
+            retrostar_score=ranked.score,
+            scored=ranked.scored,
         )
         if return_documents:
             item.document = ResultDocument(text=ranked.candidate.text)
@@ -59,6 +63,10 @@ def cohere_response(
             deadline_exceeded=result.deadline_exceeded,
             model_seconds=round(result.model_seconds, 6),
             reason=degradation_reason(result),
+            retried_pairs=result.retried_pairs,
+            unparsed_samples=result.unparsed_samples,
+            truncated_documents=result.truncated_documents,
+            query_truncated=result.query_truncated,
         ),
     )
     if result.degraded:
@@ -71,7 +79,7 @@ def cohere_response(
 def tei_response(result: RerankResult, *, return_text: bool, return_explanations: bool) -> list[TEIRank]:
     ranks = []
     for ranked in result.ranking:
-        rank = TEIRank(index=ranked.index, score=_relevance(ranked), scored=ranked.scored)
+        rank = TEIRank(index=ranked.index, score=ranked.relevance, scored=ranked.scored)
         if return_text:
             rank.text = ranked.candidate.text
         if return_explanations:
@@ -99,19 +107,23 @@ def _top(result: RerankResult, top_n: int | None) -> list[ScoredDocument]:
     return result.ranking[:top_n] if top_n else result.ranking  # absent or 0: every document
 
 
-def _relevance(ranked: ScoredDocument) -> float:
-    return ranked.score / 100 if ranked.score is not None else 0.0
-
-
 def _explanation(ranked: ScoredDocument) -> Explanation:
     return Explanation(
         score=ranked.score,
         cached=ranked.cached,
         reasoning_kept=all(sample.text is not None for sample in ranked.samples),
         samples=[
-            SampleExplanation(score=sample.score, parsed=sample.parsed, text=sample.text or "")
+            SampleExplanation(
+                score=sample.score,
+                parsed=sample.parsed,
+                text=sample.text or "",
+                finish_reason=sample.finish_reason,
+            )
             for sample in ranked.samples
         ],
+        truncated=ranked.truncated,
+        stage=ranked.stage or None,
+        unscored_reason=ranked.unscored,
     )
 
 

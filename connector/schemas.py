@@ -12,7 +12,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from retrostar_search.reranker import Candidate
+from retrostar_search.reranker import Candidate, Unscored
+from retrostar_search.scoring import FinishReason
 
 
 def _document_text(value: Any) -> Any:
@@ -197,7 +198,7 @@ class AnyRerankRequest(RerankRequestBase):
     texts: list[str] | None = Field(default=None, description="TEI shape; the answer is TEI's bare array.")
     return_text: bool = Field(default=False, description="TEI: echo each text in its result.")
     truncate: bool = Field(default=False, description="TEI: accepted; truncation is a server setting.")
-    raw_scores: bool = Field(default=False, description="TEI: accepted; scores are always Retro* / 100.")
+    raw_scores: bool = Field(default=False, description="TEI: accepted; scores are relevance_score's.")
 
     @model_validator(mode="after")
     def _one_document_list(self) -> AnyRerankRequest:
@@ -222,9 +223,16 @@ class AnyRerankRequest(RerankRequestBase):
 
 
 class SampleExplanation(BaseModel):
-    score: int | None = Field(description="The sample's <score>, clipped to 0..100; null when none parsed.")
+    score: int | None = Field(
+        description="The sample's <score>, clipped to 0..100; null when none parsed (always null unless "
+        "finish_reason is stop)."
+    )
     parsed: bool
     text: str = Field(description="The generated reasoning; empty when the cache no longer kept it.")
+    finish_reason: FinishReason = Field(
+        description="stop: the model ended its answer; length: cut at the token limit (counted per the "
+        "unparsed policy); abort: stopped by the server (the pair is unscored after one retry)."
+    )
 
 
 class Explanation(BaseModel):
@@ -236,6 +244,14 @@ class Explanation(BaseModel):
         "is empty."
     )
     samples: list[SampleExplanation]
+    truncated: bool = Field(description="The document was cut to fit the served context (or a set budget).")
+    stage: int | None = Field(
+        description="The cascade stage (1-based) whose samples gave the score; null when unscored."
+    )
+    unscored_reason: Unscored | None = Field(
+        description="Why there is no score: deadline, backend_error, aborted (the server aborted the "
+        "generation twice), not_planned (beyond the cascade's first stage) or no_parsed_sample."
+    )
 
 
 class ResultDocument(BaseModel):
@@ -244,7 +260,13 @@ class ResultDocument(BaseModel):
 
 class CohereRerankResult(BaseModel):
     index: int = Field(description="Position of the document in the request.")
-    relevance_score: float = Field(description="Retro* score / 100; 0.0 for an unscored document.")
+    relevance_score: float = Field(
+        description="Retro* score / 100 (with a cascade: (stage - 1 + score / 100) / stages, so promoted "
+        "documents sort first); 0.0 for an unscored document."
+    )
+    retrostar_score: float | None = Field(
+        default=None, description="The Retro* score on 0..100 (the mean of the samples); null: unscored."
+    )
     scored: bool = Field(
         description="false: no score (backend failure, deadline, outside the cascade's first stage, or no "
         "parsed sample with --unparsed skip)."
@@ -261,12 +283,21 @@ class RerankStats(BaseModel):
     pairs_scored: int = Field(description="(query, document) pairs the model scored for this request.")
     cache_hits: int
     unscored: int = Field(description="Documents left without a score.")
-    backend_errors: int
+    backend_errors: int = Field(description="Pairs whose request failed or was aborted, once retried.")
     deadline_exceeded: bool
     model_seconds: float
     reason: str | None = Field(
         default=None,
         description="Why documents went unscored (the backend's error, the deadline); null when none did.",
+    )
+    retried_pairs: int = Field(description="Pairs sent a second time (a failed request or an abort).")
+    unparsed_samples: int = Field(
+        description="Samples without a score (cut at the token limit, or no <score>): counted per the "
+        "unparsed policy, never cached."
+    )
+    truncated_documents: int = Field(description="Documents cut to fit the served context (or a set budget).")
+    query_truncated: bool = Field(
+        description="The query was cut (once, for every document) to leave the documents half the context."
     )
 
 
@@ -288,7 +319,7 @@ class CohereRerankResponse(BaseModel):
 
 class TEIRank(BaseModel):
     index: int
-    score: float
+    score: float = Field(description="The same as Cohere's relevance_score.")
     scored: bool
     text: str | None = None
     explanation: Explanation | None = None

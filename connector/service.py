@@ -38,6 +38,7 @@ class RerankService:
         self.gate = RequestGate(settings.max_concurrent_requests, on_change=metrics.in_flight.set)
         self.default_task = settings.task_definition()
         self.outcomes = RecentOutcomes()
+        reranker.on_background_finish = metrics.record_background_finish
 
     @property
     def model(self) -> str:

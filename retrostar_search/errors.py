@@ -56,7 +56,13 @@ class MissingExtra(Unavailable):
 class BackendError(RetrostarError):
     """The backend could not produce samples for a prompt (unreachable, error status, malformed reply).
 
-    Messages name the backend and the status, never the prompt text or credentials."""
+    Messages name the backend and the status, never the prompt text or credentials. `transient` is False
+    for an answer that asking again would only repeat (a 4xx: the prompt or the model name is refused),
+    which the reranker then does not retry."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class DeadlineExceeded(RetrostarError, TimeoutError):

@@ -64,9 +64,10 @@ def build_cache(settings: RerankerSettings) -> ScoreCache | None:
 
 
 def build_truncation(settings: RerankerSettings) -> Truncation:
-    tokenizer = None
-    if settings.truncate_tokens is not None and settings.tokenizer is not None:  # the settings require both
-        tokenizer = load_tokenizer(settings.tokenizer)
+    tokenizer = load_tokenizer(settings.tokenizer) if settings.tokenizer is not None else None
     return Truncation(
-        max_tokens=settings.truncate_tokens, max_chars=settings.truncate_chars, tokenizer=tokenizer
+        max_tokens=settings.truncate_tokens,
+        max_chars=settings.truncate_chars,
+        tokenizer=tokenizer,
+        context_length=settings.context_length,
     )

@@ -3,9 +3,14 @@
 rank_llm's data model: a `Candidate` is a document with its id, and travels whole from a request through
 the ranking (each `ScoredDocument` holds its candidate and input position) to the log and the answers.
 
-It renders prompts, serves what it can from the score cache, sends every remaining pair to the backend at
-once (SGLang batches them and shares the query-side prefix), integrates the samples, runs the cascade, and
-honours a deadline by returning what is known instead of waiting.
+It fits the prompts to the served context, serves what it can from the score cache, sends every remaining
+pair to the backend at once (SGLang batches them and shares the query-side prefix), integrates the samples,
+runs the cascade, and honours a deadline by returning what is known instead of waiting.
+
+A pair is scored once per process however many reranks need it at the same time (the in-flight map), is
+retried once within the deadline when its request fails or the server aborts it, and is cached only when
+every sample finished and has a score. Pairs nobody waits for any more are aborted, or, with
+`OnDeadline.FINISH`, left to finish in the background into the cache.
 
 Built from settings and used as an async context manager, it owns its backend and cache (the lifecycle
 of infinity_emb's engine): ``async with Reranker.from_settings(settings) as reranker: ...``.
@@ -14,21 +19,36 @@ of infinity_emb's engine): ``async with Reranker.from_settings(settings) as rera
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from types import TracebackType
 
-from retrostar_search.backends.base import Backend, Generation, SamplingParams
-from retrostar_search.cache import ScoreCache, cache_key
+from retrostar_search.backends.base import Backend, SamplingParams
+from retrostar_search.cache import ScoreCache, query_cache_keys
 from retrostar_search.errors import BackendError
 from retrostar_search.factory import build_backend, build_cache, build_truncation
-from retrostar_search.prompts import RenderedPrompt, Truncation, render_prefix
-from retrostar_search.scoring import Cascade, Sample, UnparsedPolicy, integrate, parse_sample
-from retrostar_search.settings import RerankerSettings
+from retrostar_search.prompts import PromptFit, RenderedPrompt, Truncation
+from retrostar_search.scoring import (
+    Cascade,
+    FinishReason,
+    Sample,
+    UnparsedPolicy,
+    cacheable,
+    integrate,
+    parse_sample,
+)
+from retrostar_search.settings import OnDeadline, RerankerSettings
 from retrostar_search.tasks import DEFAULT_TASK, TaskDefinition
 
 _KEPT_ERROR_MESSAGES = 3  # per rerank: enough to say what went wrong without one line per failed pair
+# How long a rerank that passed its deadline waits for its abandoned pairs to be aborted (a closed
+# connection or an abort request) before it answers.
+_ABORT_GRACE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,16 +60,34 @@ class Candidate:
     id: str | None = None
 
 
+class Unscored(StrEnum):
+    """Why a document has no score."""
+
+    DEADLINE = "deadline"  # its pair was still being generated when the deadline passed
+    BACKEND_ERROR = "backend_error"  # its request failed, once retried
+    ABORTED = "aborted"  # the server aborted its generation, once retried
+    NOT_PLANNED = "not_planned"  # beyond the cascade's first stage: never sent
+    NO_PARSED_SAMPLE = "no_parsed_sample"  # --unparsed skip and no sample has a score
+
+
 @dataclass(slots=True)
 class ScoredDocument:
     """One input document's outcome: its candidate and position in the input (`index`, 0-based), and
-    `score` on Retro*'s 0..100 scale, None when it went unscored."""
+    `score` on Retro*'s 0..100 scale, None when it went unscored (`unscored` says why).
+
+    `stage` is the cascade stage (1-based) whose samples gave the score, 0 when unscored; `relevance` is
+    the 0..1 score engines sort by, never increasing along the ranking (see `relevance`). `truncated`: the
+    document was cut to fit the context or an explicit budget."""
 
     index: int
     candidate: Candidate
     score: float | None = None
     samples: tuple[Sample, ...] = ()
     cached: bool = False
+    truncated: bool = False
+    stage: int = 0
+    relevance: float = 0.0
+    unscored: Unscored | None = None
 
     @property
     def scored(self) -> bool:
@@ -58,8 +96,13 @@ class ScoredDocument:
 
 @dataclass(slots=True)
 class RerankResult:
-    """Best first: scored documents by score (ties keep the input order), then the unscored ones in input
-    order. `degraded` is set when a backend failure or the deadline left a planned pair unscored."""
+    """Best first: documents by the deepest cascade stage that scored them, then by score (ties keep the
+    input order), then the unscored ones in input order. `degraded` is set when a backend failure, an
+    abort or the deadline left a planned pair unscored.
+
+    The counts are this rerank's: `pairs_scored` pairs the model answered for it (a pair another rerank
+    was already scoring counts in `inflight_joins` instead), `finish_reasons` their samples by finish reason,
+    `unparsed_samples` those without a score (counted per the unparsed policy, never cached)."""
 
     ranking: list[ScoredDocument]
     degraded: bool = False
@@ -69,10 +112,38 @@ class RerankResult:
     backend_errors: int = 0
     model_seconds: float = 0.0
     error_messages: list[str] = field(default_factory=list)
+    stages: int = 1
+    """The cascade's stages: the bands of `ScoredDocument.relevance`."""
+    query_truncated: bool = False
+    """The query was cut (once, for every document) to leave the documents half the context."""
+    truncated_documents: int = 0
+    """Documents cut to fit the served context or an explicit budget."""
+    finish_reasons: Counter[FinishReason] = field(default_factory=Counter)
+    unparsed_samples: int = 0
+    retried_pairs: int = 0
+    """Pairs sent a second time (a failed request or an abort)."""
+    aborted_pairs: int = 0
+    """Pairs still aborted the second time: unscored, and counted in backend_errors too."""
+    inflight_joins: int = 0
+    deadline_pairs: Counter[OnDeadline] = field(default_factory=Counter)
+    """Pairs still being generated at the deadline, by what was done: aborted, or left to finish."""
 
     @property
     def unscored(self) -> int:
         return sum(1 for document in self.ranking if not document.scored)
+
+
+def relevance(score: float, stage: int, stages: int) -> float:
+    """The 0..1 score a ranked document is answered with: `(stage - 1 + score / 100) / stages`.
+
+    Without a cascade (one stage) that is exactly score / 100. In a cascade each stage has its band, so a
+    document scored by a later stage (promoted) always sorts above one that stopped earlier, as the
+    reference ranks them; a lower band stops just below the next one, so even a 100 there stays under a
+    promoted document's 0."""
+    value = (stage - 1 + score / 100) / stages
+    if stage < stages:
+        value = min(value, math.nextafter(stage / stages, 0.0))
+    return value
 
 
 @dataclass(slots=True)
@@ -82,11 +153,46 @@ class _UniqueDocument:
     score: float | None = None
     samples: tuple[Sample, ...] = ()
     cached: bool = False
+    stage: int = 0
+    unscored: Unscored | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _PairOutcome:
+    """What scoring one pair came to: the samples of its last attempt, and the reason it failed if it did
+    (`error` the message for logs, never the prompt)."""
+
+    samples: tuple[Sample, ...] = ()
+    failure: Unscored | None = None
+    error: str | None = None
+    transient: bool = False  # a failure that another attempt may not repeat
+    retried: bool = False
+    discarded: tuple[Sample, ...] = ()  # an aborted first attempt's, for the counts
+
+    @property
+    def cacheable(self) -> bool:
+        return self.failure is None and cacheable(self.samples)
+
+
+@dataclass(slots=True, eq=False)
+class _PairWork:
+    """One pair being scored, shared by every rerank that needs it. `waiters` counts the reranks waiting
+    for it: the last one to leave before it is done aborts it, or leaves it to finish in the background.
+    The first rerank to take its outcome (`claimed`) counts it and stores it in the cache; until then it
+    stays in the in-flight map, so no rerank scores it again in between."""
+
+    task: asyncio.Task[_PairOutcome]
+    waiters: int = 0
+    claimed: bool = False
+    background: bool = False
 
 
 class Reranker:
-    """Closing it (``aclose``, or leaving ``async with``) closes its cache and, unless `owns_backend` is
-    False, its backend."""
+    """Closing it (``aclose``, or leaving ``async with``) aborts the pairs it is still scoring, closes its
+    cache and, unless `owns_backend` is False, its backend.
+
+    `on_background_finish`, when set, is called with True (its samples went into the cache) or False as
+    each pair left to finish in the background ends."""
 
     def __init__(
         self,
@@ -97,6 +203,8 @@ class Reranker:
         sampling: SamplingParams | None = None,
         unparsed_policy: UnparsedPolicy = UnparsedPolicy.ZERO,
         truncation: Truncation | None = None,
+        on_deadline: OnDeadline = OnDeadline.ABORT,
+        max_background_pairs: int = 256,
         owns_backend: bool = True,
     ) -> None:
         self.backend = backend
@@ -105,7 +213,12 @@ class Reranker:
         self.sampling = sampling or SamplingParams()
         self.unparsed_policy = unparsed_policy
         self.truncation = truncation or Truncation()
+        self.on_deadline = on_deadline
+        self.max_background_pairs = max_background_pairs
+        self.on_background_finish: Callable[[bool], None] | None = None
         self._owns_backend = owns_backend
+        self._in_flight: dict[str, _PairWork] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_settings(cls, settings: RerankerSettings, *, backend: Backend | None = None) -> Reranker:
@@ -123,6 +236,8 @@ class Reranker:
                 sampling=settings.sampling_params(),
                 unparsed_policy=settings.unparsed,
                 truncation=truncation,
+                on_deadline=settings.on_deadline,
+                max_background_pairs=settings.max_background_pairs,
                 owns_backend=backend is None,
             )
         except BaseException:
@@ -142,6 +257,10 @@ class Reranker:
         await self.aclose()
 
     async def aclose(self) -> None:
+        unfinished = [work.task for work in self._in_flight.values()] + list(self._background)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
         if self.cache is not None:
             await self.cache.aclose()
         if self._owns_backend:
@@ -158,117 +277,258 @@ class Reranker:
         explain: bool = False,
     ) -> RerankResult:
         """Rank `candidates` for `query`; `deadline` is in seconds from now (None: wait for everything).
+
         `explain`: the caller shows the samples' reasoning, so cached pairs whose text left the memory cache
-        get it from the persistent stores."""
+        get it from the persistent stores. Cancelling the call aborts the pairs no other rerank is waiting
+        for."""
         cascade = cascade or self.cascade
         expires_at = None if deadline is None else time.monotonic() + deadline
-        prefix = render_prefix(task, query)
+        fit = self.truncation.fit(
+            task,
+            query,
+            max_new_tokens=self.sampling.max_new_tokens,
+            context_length=self.backend.context_length,
+        )
 
         # Identical documents (after truncation) are scored once and share the outcome.
         unique: dict[str, _UniqueDocument] = {}
         owners: list[_UniqueDocument] = []
+        truncated: list[bool] = []
         for index, candidate in enumerate(candidates):
-            text = self.truncation.apply(candidate.text)
-            owner = unique.setdefault(text, _UniqueDocument(text=text, first_index=index))
-            owners.append(owner)
+            text, cut = fit.document(candidate.text)
+            owners.append(unique.setdefault(text, _UniqueDocument(text=text, first_index=index)))
+            truncated.append(cut)
 
-        result = RerankResult(ranking=[])
+        result = RerankResult(
+            ranking=[],
+            stages=len(cascade.stages),
+            query_truncated=fit.query_truncated,
+            truncated_documents=sum(truncated),
+        )
+        keys = query_cache_keys(self.backend.model, task, fit.query)
         pool = list(unique.values())  # input order, which is the first-stage order
         started = time.monotonic()
-        for stage_number, stage in enumerate(cascade.stages):
-            if stage_number > 0:
-                pool = _best_first([doc for doc in pool if doc.score is not None])
+        for stage_number, stage in enumerate(cascade.stages, start=1):
+            if stage_number > 1:  # the best of those the previous stage scored
+                pool = _best_first([doc for doc in pool if doc.stage == stage_number - 1])
             if stage.candidates is not None:
                 pool = pool[: stage.candidates]
-            await self._score_stage(pool, stage.samples, query, prefix, task, expires_at, result, explain)
+            pairs = {keys(doc.text, stage.samples): doc for doc in pool}
+            await self._score_stage(pairs, stage_number, stage.samples, fit, expires_at, result, explain)
             if result.deadline_exceeded:
                 break
         result.model_seconds = time.monotonic() - started
         result.degraded = result.deadline_exceeded or result.backend_errors > 0
-
-        ranked = [
-            ScoredDocument(
-                index=index,
-                candidate=candidate,
-                score=owner.score,
-                samples=owner.samples,
-                cached=owner.cached,
-            )
-            for index, (candidate, owner) in enumerate(zip(candidates, owners, strict=True))
-        ]
-        scored = sorted((doc for doc in ranked if doc.score is not None), key=_best_first_key)
-        result.ranking = scored + [doc for doc in ranked if doc.score is None]
+        result.ranking = _ranking(candidates, owners, truncated, result.stages)
         return result
 
     async def _score_stage(
         self,
-        pool: list[_UniqueDocument],
+        pairs: dict[str, _UniqueDocument],
+        stage: int,
         samples: int,
-        query: str,
-        prefix: str,
-        task: TaskDefinition,
+        fit: PromptFit,
         expires_at: float | None,
         result: RerankResult,
         explain: bool,
     ) -> None:
-        """Score `pool` with `samples` each, adding the counts, errors and deadline to `result`."""
-        keys = {id(doc): cache_key(self.backend.model, task, query, doc.text, samples) for doc in pool}
-        cached = await self.cache.get_many(keys.values(), reasoning=explain) if self.cache is not None else {}
-        pending: dict[asyncio.Task[list[Generation]], tuple[_UniqueDocument, str]] = {}
-        for doc in pool:
-            key = keys[id(doc)]
-            if key in cached:
-                self._record(doc, cached[key], cached=True)
+        """Score the documents of `pairs` (by cache key) with `samples` each, adding the counts, errors
+        and deadline to `result`."""
+        cached = await self.cache.get_many(pairs, reasoning=explain) if self.cache is not None else {}
+        waiting: dict[str, _PairWork] = {}
+        for key, doc in pairs.items():
+            hit = cached.get(key)
+            if hit is not None and cacheable(hit):  # an older version may have cached non-scores
+                self._record(doc, stage, hit, cached=True)
                 result.cache_hits += 1
                 continue
-            prompt = RenderedPrompt(query=query, document=doc.text, prefix=prefix)
-            task_handle = asyncio.create_task(self.backend.generate(prompt, samples, self.sampling))
-            pending[task_handle] = (doc, key)
-        if not pending:
+            work = self._in_flight.get(key)
+            if work is None:
+                work = self._start(key, fit.prompt(doc.text), samples)
+            else:
+                result.inflight_joins += 1
+            work.waiters += 1
+            waiting[key] = work
+        if not waiting:
             return
 
         timeout = None if expires_at is None else max(0.0, expires_at - time.monotonic())
-        done, not_done = await asyncio.wait(pending, timeout=timeout)
-        for task_handle in not_done:
-            task_handle.cancel()
-        if not_done:
-            result.deadline_exceeded = True
-            await asyncio.gather(*not_done, return_exceptions=True)
-        scored: dict[str, tuple[Sample, ...]] = {}
-        for task_handle in done:
-            doc, key = pending[task_handle]
-            error = task_handle.exception()
-            if error is not None:
-                result.backend_errors += 1
-                if len(result.error_messages) < _KEPT_ERROR_MESSAGES:
-                    result.error_messages.append(_describe(error))
+        try:
+            await asyncio.wait([work.task for work in waiting.values()], timeout=timeout)
+        except asyncio.CancelledError:  # the caller hung up: nothing of this stage is wanted any more
+            self._leave(waiting, keep_running=False)
+            raise
+        unfinished = {key: work for key, work in waiting.items() if not work.task.done()}
+        aborted = self._leave(unfinished, keep_running=self.on_deadline is OnDeadline.FINISH, result=result)
+        result.deadline_exceeded = bool(unfinished)
+
+        fresh: dict[str, tuple[Sample, ...]] = {}
+        for key, work in waiting.items():
+            doc = pairs[key]
+            if key in unfinished:
+                self._unscored(doc, Unscored.DEADLINE)
                 continue
-            parsed = tuple(
-                parse_sample(generation.text, generation.finish_reason) for generation in task_handle.result()
+            work.waiters -= 1
+            if work.task.cancelled():  # the reranker is closing
+                self._unscored(doc, Unscored.DEADLINE)
+                continue
+            outcome = work.task.result()
+            if not work.claimed:
+                work.claimed = True
+                _count(outcome, result)
+                if outcome.cacheable:
+                    fresh[key] = outcome.samples
+            if outcome.failure is None:
+                self._record(doc, stage, outcome.samples, cached=False)
+                continue
+            result.backend_errors += 1
+            result.aborted_pairs += outcome.failure is Unscored.ABORTED
+            if outcome.error is not None and len(result.error_messages) < _KEPT_ERROR_MESSAGES:
+                result.error_messages.append(outcome.error)
+            self._unscored(doc, outcome.failure, outcome.samples)
+        try:
+            if self.cache is not None and fresh:
+                await self.cache.put_many(fresh)
+        finally:
+            for key in fresh:
+                self._forget(key, waiting[key])
+        if aborted:
+            await asyncio.wait(aborted, timeout=_ABORT_GRACE_SECONDS)
+
+    def _start(self, key: str, prompt: RenderedPrompt, samples: int) -> _PairWork:
+        work = _PairWork(asyncio.create_task(self._score_pair(prompt, samples)))
+        self._in_flight[key] = work
+        work.task.add_done_callback(lambda task: self._settled(key, work))
+        return work
+
+    def _settled(self, key: str, work: _PairWork) -> None:
+        # An outcome that will not be cached leaves the map at once; one that will, once it is stored.
+        task = work.task
+        if task.cancelled() or task.exception() is not None or not task.result().cacheable:
+            self._forget(key, work)
+
+    def _forget(self, key: str, work: _PairWork) -> None:
+        if self._in_flight.get(key) is work:
+            del self._in_flight[key]
+
+    def _leave(
+        self, works: dict[str, _PairWork], *, keep_running: bool, result: RerankResult | None = None
+    ) -> list[asyncio.Task[_PairOutcome]]:
+        """One rerank stops waiting for `works`. Those nobody else waits for are aborted, or, with
+        `keep_running` and room in the background, finish there into the cache (counted in `result`).
+        Returns the aborted."""
+        aborted = []
+        for key, work in works.items():
+            work.waiters -= 1
+            if work.waiters > 0 or work.background:
+                continue
+            if work.task.done():
+                if not work.claimed:  # a hung-up rerank's finished pair: nobody will store it
+                    self._forget(key, work)
+            elif keep_running and len(self._background) < self.max_background_pairs:
+                self._finish_in_background(key, work)
+                if result is not None:
+                    result.deadline_pairs[OnDeadline.FINISH] += 1
+            else:
+                work.task.cancel()
+                aborted.append(work.task)
+                if result is not None:
+                    result.deadline_pairs[OnDeadline.ABORT] += 1
+        return aborted
+
+    def _finish_in_background(self, key: str, work: _PairWork) -> None:
+        work.background = True
+        finisher = asyncio.create_task(self._store_when_done(key, work))
+        self._background.add(finisher)
+        finisher.add_done_callback(self._background.discard)
+
+    async def _store_when_done(self, key: str, work: _PairWork) -> None:
+        try:
+            outcome = await work.task
+            if work.claimed:  # a rerank that joined it meanwhile took it
+                return
+            work.claimed = True
+            stored = outcome.cacheable and self.cache is not None
+            if stored:
+                assert self.cache is not None
+                await self.cache.put_many({key: outcome.samples})
+            if self.on_background_finish is not None:
+                self.on_background_finish(stored)
+        finally:
+            self._forget(key, work)
+
+    async def _score_pair(self, prompt: RenderedPrompt, samples: int) -> _PairOutcome:
+        """Ask the backend for `samples` trajectories, once more when the request failed (unless the
+        server refused it for good) or the server aborted the generation."""
+        first = await self._attempt(prompt, samples)
+        if first.failure is None or not first.transient:
+            return first
+        second = await self._attempt(prompt, samples)
+        return replace(second, retried=True, discarded=first.samples)
+
+    async def _attempt(self, prompt: RenderedPrompt, samples: int) -> _PairOutcome:
+        # Each attempt has a request id of its own: the server refuses one that is still live.
+        try:
+            generations = await self.backend.generate(prompt, samples, self.sampling, rid=uuid.uuid4().hex)
+        except BackendError as error:
+            return _PairOutcome(failure=Unscored.BACKEND_ERROR, error=str(error), transient=error.transient)
+        except Exception as error:
+            # Only the type: the message of an unexpected exception might quote the prompt.
+            return _PairOutcome(
+                failure=Unscored.BACKEND_ERROR, error=f"{type(error).__name__} from the backend"
             )
-            result.pairs_scored += 1
-            scored[key] = parsed
-            self._record(doc, parsed, cached=False)
-        if self.cache is not None and scored:
-            await self.cache.put_many(scored)
+        parsed = tuple(parse_sample(generation.text, generation.finish_reason) for generation in generations)
+        if any(sample.finish_reason is FinishReason.ABORT for sample in parsed):
+            message = f"the {self.backend.kind} backend aborted the generation"
+            return _PairOutcome(parsed, Unscored.ABORTED, message, transient=True)
+        return _PairOutcome(parsed)
 
-    def _record(self, doc: _UniqueDocument, samples: tuple[Sample, ...], *, cached: bool) -> None:
-        doc.samples = samples
-        doc.score = integrate(samples, self.unparsed_policy)
-        doc.cached = cached
+    def _record(self, doc: _UniqueDocument, stage: int, samples: tuple[Sample, ...], *, cached: bool) -> None:
+        score = integrate(samples, self.unparsed_policy)
+        if score is None and doc.score is not None:
+            return  # an earlier stage's score stands
+        doc.samples, doc.score, doc.cached = samples, score, cached
+        doc.stage = stage if score is not None else 0
+        doc.unscored = None if score is not None else Unscored.NO_PARSED_SAMPLE
+
+    def _unscored(self, doc: _UniqueDocument, reason: Unscored, samples: tuple[Sample, ...] = ()) -> None:
+        if doc.score is None:  # otherwise an earlier stage's score stands
+            doc.unscored, doc.samples = reason, samples
 
 
-def _best_first_key(document: ScoredDocument) -> tuple[float, int]:
-    return (-(document.score or 0.0), document.index)
+def _count(outcome: _PairOutcome, result: RerankResult) -> None:
+    """Add a pair's work to the counts of the rerank that took its outcome first."""
+    result.finish_reasons.update(sample.finish_reason for sample in (*outcome.discarded, *outcome.samples))
+    result.retried_pairs += outcome.retried
+    if outcome.failure is None:
+        result.pairs_scored += 1
+        result.unparsed_samples += sum(1 for sample in outcome.samples if not sample.parsed)
+
+
+def _ranking(
+    candidates: Sequence[Candidate], owners: list[_UniqueDocument], truncated: list[bool], stages: int
+) -> list[ScoredDocument]:
+    """The reference's order: the documents the last stage scored by that score, then those each earlier
+    stage left behind by theirs; within a stage ties keep the input order. Unscored documents follow, in
+    input order."""
+    ranked = []
+    for index, (candidate, owner, cut) in enumerate(zip(candidates, owners, truncated, strict=True)):
+        unscored = owner.unscored or (Unscored.NOT_PLANNED if owner.score is None else None)
+        ranked.append(
+            ScoredDocument(
+                index, candidate, owner.score, owner.samples, owner.cached, cut, owner.stage, 0.0, unscored
+            )
+        )
+    scored = sorted((doc for doc in ranked if doc.score is not None), key=_best_first_key)
+    for document in scored:
+        assert document.score is not None
+        document.relevance = relevance(document.score, document.stage, stages)
+    return scored + [doc for doc in ranked if doc.score is None]
+
+
+def _best_first_key(document: ScoredDocument) -> tuple[int, float, int]:
+    return (-document.stage, -(document.score or 0.0), document.index)
 
 
 def _best_first(pool: list[_UniqueDocument]) -> list[_UniqueDocument]:
     return sorted(pool, key=lambda doc: (-(doc.score or 0.0), doc.first_index))
-
-
-def _describe(error: BaseException) -> str:
-    # These messages reach logs and strict 502 answers. A BackendError's is written never to quote the
-    # prompt; any other exception's message might, so only its type is kept.
-    if isinstance(error, BackendError):
-        return str(error)
-    return f"{type(error).__name__} from the backend"

@@ -35,11 +35,20 @@ class Sample:
     def parsed(self) -> bool:
         return self.score is not None
 
+    @property
+    def finished(self) -> bool:
+        """A real sample: the model ended its answer itself."""
+        return self.finish_reason is FinishReason.STOP
+
 
 def parse_sample(text: str, finish_reason: FinishReason = FinishReason.STOP) -> Sample:
     """Parse like the reference (first match, integer), then clip to 0..100, which the reference does not:
-    an out-of-range number would otherwise dominate a mean."""
-    match = SCORE_PATTERN.search(text)
+    an out-of-range number would otherwise dominate a mean.
+
+    Only a finished generation is parsed. One cut at the token limit has no score even when a `<score>`
+    appears in its text (the answer did not end, so the number may be premature), and an aborted one has
+    no answer at all."""
+    match = SCORE_PATTERN.search(text) if finish_reason is FinishReason.STOP else None
     if match is None:
         return Sample(text=text, score=None, finish_reason=finish_reason)
     score = min(MAX_SCORE, max(MIN_SCORE, int(match.group(1))))
@@ -49,6 +58,12 @@ def parse_sample(text: str, finish_reason: FinishReason = FinishReason.STOP) -> 
 class UnparsedPolicy(StrEnum):
     ZERO = "zero"  # the reference: an unparseable sample counts as 0 and stays in the denominator
     SKIP = "skip"  # mean over parsed samples only; a pair with none parsed stays unscored
+
+
+def cacheable(samples: Sequence[Sample]) -> bool:
+    """Whether samples may be kept in the score cache: every one finished and parsed. Anything else is an
+    answer of this moment (a server that aborts, a token limit, a garbled answer) that must not outlive it."""
+    return bool(samples) and all(sample.finished and sample.parsed for sample in samples)
 
 
 def integrate(samples: Sequence[Sample], policy: UnparsedPolicy = UnparsedPolicy.ZERO) -> float | None:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from retrostar_search.backends.base import SamplingParams
-from retrostar_search.prompts import ChatFormat
+from retrostar_search.prompts import DEFAULT_CONTEXT_LENGTH, ChatFormat
 from retrostar_search.scoring import Cascade, UnparsedPolicy
 from retrostar_search.tasks import TaskDefinition, load_task_file, resolve_task
 
@@ -29,6 +29,13 @@ class BackendKind(StrEnum):
     OPENAI = "openai"  # the OpenAI-compatible chat API (SGLang, vLLM)
     ENGINE = "engine"  # sglang.Engine in this process
     CPU = "cpu"  # the lexical fallback: NOT Retro*
+
+
+class OnDeadline(StrEnum):
+    """What happens to the pairs still being generated when a rerank's deadline passes."""
+
+    ABORT = "abort"  # the backend aborts them: the GPU is free for the next request at once
+    FINISH = "finish"  # they finish in the background (bounded) into the score cache
 
 
 class BackendSettings(BaseModel):
@@ -123,15 +130,29 @@ class ScoringSettings(BaseModel):
     max_new_tokens: int = Field(default=1024, ge=1)
     """Most generated tokens per sample."""
 
-    # Document truncation (off by default, like the reference).
-    truncate_tokens: int | None = Field(default=None, ge=1)
-    """Cut each document to this many tokens (needs --tokenizer)."""
+    # Document truncation: always to fit the served context; to a fixed budget when asked.
+    context_length: int = Field(default=DEFAULT_CONTEXT_LENGTH, ge=1)
+    """Context length (tokens) prompts are fitted to when the server does not report its own (the
+    reference's 32768). Documents are cut so that the prompt plus max_new_tokens always fits."""
 
     tokenizer: str | None = None
-    """Local folder of the model's tokenizer, for --truncate-tokens."""
+    """Local folder of the model's tokenizer ('tokenizer' extra): exact token counts for fitting the context
+    and for --truncate-tokens; without it a safe upper bound (one token per UTF-8 byte) cuts long documents
+    shorter than needed."""
+
+    truncate_tokens: int | None = Field(default=None, ge=1)
+    """Also cut each document to this many tokens (needs --tokenizer)."""
 
     truncate_chars: int | None = Field(default=None, ge=1)
-    """Cut each document to this many characters (no tokenizer needed)."""
+    """Also cut each document to this many characters (no tokenizer needed)."""
+
+    # The deadline.
+    on_deadline: OnDeadline = OnDeadline.ABORT
+    """Pairs still being generated when a rerank's deadline passes: abort (free the GPU at once) or finish
+    (complete in the background into the score cache, so the same search answers in full next time)."""
+
+    max_background_pairs: int = Field(default=256, ge=0)
+    """With --on-deadline finish: most pairs finishing in the background at once; the others are aborted."""
 
     # Score cache.
     cache_bytes: ByteSize = Field(default=ByteSize(64 * 2**20), ge=1024)

@@ -11,6 +11,7 @@ from retrostar_search.backends.cpu_fallback import CPUFallbackBackend, coverage_
 from retrostar_search.backends.sglang_http import OpenAIChatBackend, SGLangGenerateBackend
 from retrostar_search.errors import BackendError, MissingExtra
 from retrostar_search.prompts import ChatFormat, apply_chat_template, render_prompt
+from retrostar_search.scoring import FinishReason
 from retrostar_search.tasks import PRESETS
 from tests.scripted_sglang import ScriptedSGLangServer, free_port
 
@@ -115,3 +116,26 @@ def test_engine_backend_explains_the_missing_extra() -> None:
             SGLangEngineBackend("ljw13/retro-star-qwen3-8b-0928")
     else:  # pragma: no cover - only on GPU hosts with the extra
         pytest.skip("sglang is installed here")
+
+
+@pytest.mark.parametrize("backend_class", [SGLangGenerateBackend, OpenAIChatBackend])
+async def test_generations_carry_the_servers_finish_reasons(server, backend_class) -> None:
+    backend = backend_class(server.url, model=server.behaviour.served_model_name)
+    prompt = render_prompt(PRESETS["biology"], "q", "[[retrostar:80,length,abort]] doc")
+    generations = await backend.generate(prompt, 3, SamplingParams())
+    assert [generation.finish_reason for generation in generations] == [
+        FinishReason.STOP,
+        FinishReason.LENGTH,
+        FinishReason.ABORT,
+    ]
+    await backend.aclose()
+
+
+@pytest.mark.parametrize(("status", "transient"), [(400, False), (404, False), (429, True), (503, True)])
+async def test_only_errors_worth_a_retry_are_transient(server, status, transient) -> None:
+    backend = SGLangGenerateBackend(server.url, model="m")
+    prompt = render_prompt(PRESETS["biology"], "q", f"doc [[error:{status}]]")
+    with pytest.raises(BackendError) as failure:
+        await backend.generate(prompt, 1, SamplingParams())
+    assert failure.value.transient is transient
+    await backend.aclose()

@@ -70,7 +70,8 @@ def test_serve_prints_who_scores_and_where_everything_is_before_it_starts(
     result = invoke(
         "serve", "--port", "8123", "--backend-url", "http://user:backend-pass@gpu-host:30000",
         "--api-key", "serve-secret", "--task", "biology", "--cascade", "10@1,3@4",
-        "--cache-path", "/tmp/scores.sqlite", "--explore", "--explore-url", "http://127.0.0.1:9200",
+        "--cache-path", "/tmp/scores.sqlite", "--cache-url", "redis://:cache-pass@cache-host:6379/0",
+        "--explore", "--explore-url", "http://127.0.0.1:9200",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     banner = dict(
@@ -84,11 +85,14 @@ def test_serve_prints_who_scores_and_where_everything_is_before_it_starts(
     assert banner["task"] == f"biology: {PRESETS['biology'].relevance_definition}"
     assert banner["scoring"].startswith("cascade 10@1,3@4")
     assert banner["auth"] == "API key required"
-    assert banner["cache"] == "sqlite /tmp/scores.sqlite"
+    assert (
+        banner["cache"] == "memory 64.0MiB + sqlite /tmp/scores.sqlite + shared redis://***@cache-host:6379/0"
+    )
     assert banner["explorer"] == "http://127.0.0.1:8123/explore (searches opensearch http://127.0.0.1:9200)"
     assert banner["docs"] == "http://127.0.0.1:8123/docs"
     assert "backend-pass" not in result.output + result.stderr
     assert "serve-secret" not in result.output + result.stderr
+    assert "cache-pass" not in result.output + result.stderr
 
 
 def test_the_cpu_fallback_is_named_as_not_retrostar_in_the_banner(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from retrostar_search.errors import InvalidInput
 from retrostar_search.prompts import (
+    CONTEXT_MARGIN_TOKENS,
     ChatFormat,
     RenderedPrompt,
     Truncation,
@@ -223,3 +225,72 @@ def test_truncation_is_off_by_default_and_cuts_only_the_document() -> None:
 def test_rendered_prompt_text_is_prefix_document_suffix() -> None:
     rendered = RenderedPrompt(query="q", document="DOC", prefix="P:")
     assert rendered.text == "P:DOC\n[End of Document]\n"
+
+
+# --- Fitting the served context ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text", ["plain ascii words", "é" * 10, "日本語のテキスト", "emoji 🍂🍁", "lone \ud800 x"]
+)
+def test_the_token_bound_without_a_tokenizer_is_the_utf8_length(text: str) -> None:
+    # Every token of a byte-level BPE (Qwen's) stands for one byte or more: bytes bound tokens from above.
+    assert Truncation().count_tokens(text) == len(text.encode("utf-8", "surrogatepass"))
+
+
+@pytest.mark.parametrize("text", ["x" * 50, "é" * 50, "a🍂" * 20, "日本" * 30, "\ud800" * 40])
+@pytest.mark.parametrize("limit", [1, 7, 33, 64])
+def test_cutting_to_a_byte_budget_keeps_the_longest_beginning_that_fits(text: str, limit: int) -> None:
+    truncation = Truncation()
+    cut = truncation.cut_to_tokens(text, limit)
+    assert text.startswith(cut)
+    assert truncation.count_tokens(cut) <= limit
+    if cut != text:
+        assert truncation.count_tokens(text[: len(cut) + 1]) > limit
+
+
+@pytest.mark.parametrize("context_length", [4_000, 8_192, 32_768])
+@pytest.mark.parametrize("document", ["short", "word " * 20_000, "日本語 " * 9_000])
+def test_a_fitted_prompt_and_the_new_tokens_always_fit_the_context(
+    context_length: int, document: str
+) -> None:
+    truncation = Truncation()
+    fit = truncation.fit(PRESETS["biology"], "a query", max_new_tokens=1024, context_length=context_length)
+    fitted, cut = fit.document(document)
+    wrapped = apply_chat_template(fit.prompt(fitted).text, ChatFormat.QWEN2_5)  # the longer wrapping
+    assert truncation.count_tokens(wrapped) + 1024 + CONTEXT_MARGIN_TOKENS <= context_length
+    assert cut == (fitted != document) and document.startswith(fitted)
+
+
+def test_the_configured_context_applies_when_the_server_reports_none() -> None:
+    small = Truncation(context_length=4_000).fit(DEFAULT_TASK, "q", max_new_tokens=256, context_length=None)
+    served = Truncation(context_length=4_000).fit(DEFAULT_TASK, "q", max_new_tokens=256, context_length=8_000)
+    assert served.document_tokens == small.document_tokens + 4_000
+
+
+def test_a_query_that_would_crowd_out_the_documents_keeps_half_the_room() -> None:
+    truncation = Truncation(context_length=8_000)
+    fit = truncation.fit(DEFAULT_TASK, "why " * 5_000, max_new_tokens=1024, context_length=None)
+    assert fit.query_truncated and ("why " * 5_000).startswith(fit.query)
+    assert fit.document_tokens >= truncation.count_tokens(fit.query)
+    assert fit.prefix == render_prefix(DEFAULT_TASK, fit.query)
+    assert not truncation.fit(DEFAULT_TASK, "why", max_new_tokens=1024, context_length=None).query_truncated
+
+
+def test_a_prompt_that_cannot_fit_at_all_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="max_new_tokens"):
+        Truncation().fit(DEFAULT_TASK, "q", max_new_tokens=4096, context_length=4096)
+
+
+def test_with_a_tokenizer_the_budget_counts_its_tokens() -> None:
+    truncation = Truncation(tokenizer=_WordTokenizer(), context_length=4_000)
+    fit = truncation.fit(DEFAULT_TASK, "q", max_new_tokens=1024, context_length=None)
+    fitted, cut = fit.document("w " * 5_000)
+    assert cut and len(fitted.split(" ")) == fit.document_tokens
+    # Far more than the byte bound would keep for the same context.
+    assert (
+        fit.document_tokens
+        > Truncation(context_length=4_000)
+        .fit(DEFAULT_TASK, "q", max_new_tokens=1024, context_length=None)
+        .document_tokens
+    )

@@ -16,6 +16,7 @@ import httpx
 from retrostar_search.backends.base import Backend, Generation, SamplingParams
 from retrostar_search.errors import BackendError
 from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_template
+from retrostar_search.scoring import FinishReason
 
 
 class _HTTPBackend(Backend):
@@ -57,7 +58,10 @@ class _HTTPBackend(Backend):
             except httpx.HTTPError as exc:
                 raise BackendError(f"{endpoint} unreachable: {type(exc).__name__}") from None
         if response.status_code >= 400:
-            raise BackendError(f"{endpoint} answered HTTP {response.status_code}{_error_message(response)}")
+            raise BackendError(
+                f"{endpoint} answered HTTP {response.status_code}{_error_message(response)}",
+                transient=response.status_code >= 500 or response.status_code in _TRANSIENT_4XX,
+            )
         try:
             return response.json()
         except ValueError:
@@ -78,7 +82,7 @@ class _HTTPBackend(Backend):
     ) -> list[Generation]:
         body = await self._post(self.path, self._payload(prompt, n, params))
         try:
-            texts = [Generation(text) for text in self._texts(body)]
+            texts = [Generation(text, _finish_reason(finish)) for text, finish in self._texts(body)]
         except (KeyError, TypeError):
             raise BackendError(
                 f"{self.kind} backend at {self.base_url}{self.path} answered without {self.answer_field}"
@@ -91,8 +95,9 @@ class _HTTPBackend(Backend):
     def _payload(self, prompt: RenderedPrompt, n: int, params: SamplingParams) -> dict[str, Any]: ...
 
     @abstractmethod
-    def _texts(self, body: Any) -> list[str]:
-        """The generated texts of an answer; KeyError or TypeError when it has none."""
+    def _texts(self, body: Any) -> list[tuple[str, str | None]]:
+        """The generated texts of an answer with their finish reasons; KeyError or TypeError when it has
+        none."""
 
     async def ready(self) -> bool:
         try:
@@ -122,10 +127,13 @@ class SGLangGenerateBackend(_HTTPBackend):
             "sampling_params": params.for_sglang(n),
         }
 
-    def _texts(self, body: Any) -> list[str]:
+    def _texts(self, body: Any) -> list[tuple[str, str | None]]:
         # One prompt with n == 1 answers an object; with n > 1, a list of n objects.
         outputs = body if isinstance(body, list) else [body]
-        return [str(output["text"]) for output in outputs]
+        return [
+            (str(output["text"]), ((output.get("meta_info") or {}).get("finish_reason") or {}).get("type"))
+            for output in outputs
+        ]
 
 
 class OpenAIChatBackend(_HTTPBackend):
@@ -148,8 +156,24 @@ class OpenAIChatBackend(_HTTPBackend):
             "chat_template_kwargs": {"enable_thinking": False},
         }
 
-    def _texts(self, body: Any) -> list[str]:
-        return [str(choice["message"]["content"] or "") for choice in body["choices"]]
+    def _texts(self, body: Any) -> list[tuple[str, str | None]]:
+        return [
+            (str(choice["message"]["content"] or ""), choice.get("finish_reason"))
+            for choice in body["choices"]
+        ]
+
+
+# Refusals worth one more try: a request timeout, and a router or server shedding load.
+_TRANSIENT_4XX = frozenset({408, 429})
+
+
+def _finish_reason(reported: str | None) -> FinishReason:
+    """SGLang's `meta_info.finish_reason.type` or the OpenAI API's `finish_reason`; a server that says
+    nothing, or something else (`tool_calls`), finished its answer."""
+    try:
+        return FinishReason(reported) if reported else FinishReason.STOP
+    except ValueError:
+        return FinishReason.STOP
 
 
 def _error_message(response: httpx.Response) -> str:

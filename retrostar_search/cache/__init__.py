@@ -16,7 +16,7 @@ and `put_many`. A store that fails costs a rerank nothing but the store: the fai
 once per outage, and the rerank goes on with what the other layers know.
 """
 
-from retrostar_search.cache._keys import cache_key
+from retrostar_search.cache._keys import cache_key, query_cache_keys
 from retrostar_search.cache._memory import MemoryCache
 from retrostar_search.cache._redis import REDIS_KEY_PREFIX, RedisStore
 from retrostar_search.cache._score_cache import RETRY_AFTER_SECONDS, CacheObserver, ScoreCache, ScoreStore
@@ -32,4 +32,5 @@ __all__ = [
     "ScoreStore",
     "SqliteStore",
     "cache_key",
+    "query_cache_keys",
 ]

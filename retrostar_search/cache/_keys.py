@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from retrostar_search.prompts import PROMPT_VERSION
 from retrostar_search.scoring import FinishReason, Sample
@@ -12,11 +12,24 @@ from retrostar_search.tasks import TaskDefinition
 
 
 def cache_key(model: str, task: TaskDefinition, query: str, document: str, samples: int) -> str:
-    document_hash = hashlib.sha256(document.encode("utf-8", "surrogatepass")).hexdigest()
-    material = json.dumps(
-        [model, PROMPT_VERSION, task.fingerprint, query, document_hash, samples], ensure_ascii=False
-    )
-    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
+    return query_cache_keys(model, task, query)(document, samples)
+
+
+def query_cache_keys(model: str, task: TaskDefinition, query: str) -> Callable[[str, int], str]:
+    """`cache_key` for every document of one query: the query is hashed once, not once per document.
+
+    The key is the hash of the JSON list [model, prompt version, task, query, document hash, K]; its text
+    up to the query is the same for every document, so that much is hashed once and the hash copied."""
+    opening = json.dumps([model, PROMPT_VERSION, task.fingerprint, query], ensure_ascii=False)[:-1] + ", "
+    query_hash = hashlib.sha256(opening.encode("utf-8", "surrogatepass"))
+
+    def key(document: str, samples: int) -> str:
+        document_hash = hashlib.sha256(document.encode("utf-8", "surrogatepass")).hexdigest()
+        hashed = query_hash.copy()
+        hashed.update(json.dumps([document_hash, samples])[1:].encode())
+        return hashed.hexdigest()
+
+    return key
 
 
 def encode_samples(samples: Sequence[Sample]) -> str:

@@ -31,10 +31,17 @@ class RerankScore:
     relevance_score: float
     scored: bool
     explanation: Explanation | None = None
+    #: The Retro* score the connector reports; connectors without the field imply relevance_score x 100.
+    reported_score: float | None = None
 
     @property
     def retrostar_score(self) -> float | None:
-        return self.relevance_score * RELEVANCE_SCALE if self.scored else None
+        if not self.scored:
+            return None
+        # With a cascade relevance_score is banded by stage: only the reported score is Retro*'s own.
+        return (
+            self.reported_score if self.reported_score is not None else self.relevance_score * RELEVANCE_SCALE
+        )
 
 
 @dataclass(frozen=True)
@@ -201,6 +208,7 @@ class ConnectorClient:
                 explanation=Explanation.from_wire(result["explanation"])
                 if result.get("explanation")
                 else None,
+                reported_score=_optional_float(result.get("retrostar_score")),
             )
             for result in results
         ]
@@ -277,3 +285,7 @@ def _error_message(response: httpx.Response) -> str:
     if isinstance(body, dict):
         return str(body.get("message") or body.get("detail") or body)[:300]
     return str(body)[:300]
+
+
+def _optional_float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
