@@ -68,7 +68,7 @@ def create_app(settings: ConnectorSettings | None = None, backend: Backend | Non
     install_error_handlers(app)
     counted_routes = RERANK_ROUTES + PROBE_ROUTES + (EXPLORER_ROUTES if settings.explore else ())
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics, routes=counted_routes)
-    publish_request_schemas(app, [CohereRerankRequest, AnyRerankRequest])
+    publish_request_schemas(app, [CohereRerankRequest, AnyRerankRequest], settings)
     return app
 
 

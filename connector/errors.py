@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from retrostar_search.errors import (
     BackendError,
+    ClientDisconnected,
+    ClientTooSlow,
     DeadlineExceeded,
     EngineError,
     InputTooLarge,
@@ -26,6 +28,7 @@ from retrostar_search.errors import (
     Overloaded,
     RetrostarError,
 )
+from retrostar_search.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,9 @@ HTTP_STATUS: dict[type[RetrostarError], int] = {
     InvalidInput: 422,
     InputTooLarge: 413,  # Content Too Large
     Overloaded: 429,
+    ClientTooSlow: 408,  # Request Timeout: the body did not arrive in time
+    # nginx's "client closed request": nobody receives it, but it counts as the client's doing (4xx).
+    ClientDisconnected: 499,
     BackendError: 502,  # strict: the backend failed for some documents
     EngineError: 502,  # the explorer: the engine failed
     DeadlineExceeded: 504,  # strict: the deadline passed before every document was scored
@@ -75,13 +81,20 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     status = http_status(exc)
     if status is None:
         return await _unexpected_error(request, exc)
-    body: dict[str, Any] = {"message": str(exc)}
+    # Messages never quote credentials; a backend URL written with user:password@ is masked all the same.
+    message = redact(str(exc))
+    body: dict[str, Any] = {"message": message}
     if isinstance(exc, InvalidInput) and exc.problems is not None:
         body["errors"] = exc.problems
     headers = None
     if isinstance(exc, Overloaded):
         headers = {"Retry-After": str(exc.retry_after), **THROTTLED_ERROR_TYPE}
-    return _answer(request, body, status, headers)
+    if isinstance(exc, ClientTooSlow):
+        headers = {"Connection": "close"}  # the rest of a slow body is not worth reading
+    # What the client did (hung up, too slow) is worth its message in the log; our own messages hold no
+    # request text. Other refusals log the route and status only.
+    reason = message if isinstance(exc, ClientDisconnected | ClientTooSlow) else None
+    return _answer(request, body, status, headers, reason)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -92,9 +105,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _answer(
-    request: Request, body: dict[str, Any], status: int, headers: Mapping[str, str] | None
+    request: Request,
+    body: dict[str, Any],
+    status: int,
+    headers: Mapping[str, str] | None,
+    reason: str | None = None,
 ) -> JSONResponse:
-    logger.info("%s %s -> %d", request.method, request.url.path, status)
+    if reason is None:
+        logger.info("%s %s -> %d", request.method, request.url.path, status)
+    else:
+        logger.info("%s %s -> %d: %s", request.method, request.url.path, status, reason)
     return JSONResponse(body, status_code=status, headers=headers)
 
 

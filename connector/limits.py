@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
+from connector.schemas import TaskOverride
+from connector.settings import LimitSettings
 from retrostar_search.errors import InputTooLarge, Overloaded
 from retrostar_search.reranker import Candidate
 
@@ -30,14 +32,34 @@ async def read_body(chunks: AsyncIterable[bytes], declared_length: str | None, m
     return b"".join(received)
 
 
-def check_documents(candidates: Sequence[Candidate], *, max_documents: int, max_document_chars: int) -> None:
-    if len(candidates) > max_documents:
-        raise InputTooLarge(f"{len(candidates)} documents exceed max_documents ({max_documents})")
+def check_query(query: str, limits: LimitSettings) -> None:
+    if len(query) > limits.max_query_chars:
+        raise InputTooLarge(
+            f"the query has {len(query)} characters, over max_query_chars ({limits.max_query_chars})"
+        )
+
+
+def check_request(
+    query: str, task: str | TaskOverride | None, candidates: Sequence[Candidate], limits: LimitSettings
+) -> None:
+    """Refuse a request whose query, task or documents are over their limits. Checked before the request
+    takes a slot: the query and the task are copied into every document's prompt."""
+    check_query(query, limits)
+    if isinstance(task, TaskOverride):
+        for part in ("query_type", "doc_type", "relevance_definition"):
+            text = getattr(task, part) or ""
+            if len(text) > limits.max_definition_chars:
+                raise InputTooLarge(
+                    f"task.{part} has {len(text)} characters, over max_definition_chars "
+                    f"({limits.max_definition_chars})"
+                )
+    if len(candidates) > limits.max_documents:
+        raise InputTooLarge(f"{len(candidates)} documents exceed max_documents ({limits.max_documents})")
     for index, candidate in enumerate(candidates):
-        if len(candidate.text) > max_document_chars:
+        if len(candidate.text) > limits.max_document_chars:
             raise InputTooLarge(
                 f"document {index} has {len(candidate.text)} characters, over max_document_chars "
-                f"({max_document_chars})"
+                f"({limits.max_document_chars})"
             )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
@@ -14,12 +14,12 @@ from pydantic import ValidationError
 
 from connector.auth import require_api_key
 from connector.errors import invalid_request
-from connector.limits import read_body
-from connector.openapi import json_body
+from connector.openapi import METRICS_RESPONSE, error_responses, json_body
 from connector.outcomes import RerankOutcome
 from connector.responses import cohere_response, json_response, tei_response
-from connector.schemas import AnyRerankRequest, CohereRerankRequest, CohereRerankResponse, ErrorBody, TEIRank
+from connector.schemas import AnyRerankRequest, CohereRerankRequest, CohereRerankResponse, TEIRank
 from connector.service import RerankService
+from connector.wire import read_request_body, until_disconnected
 from retrostar_search.engines.connector_endpoint import OUTCOMES_PATH
 from retrostar_search.errors import InvalidInput
 from retrostar_search.reranker import RerankResult
@@ -29,17 +29,17 @@ PROBE_ROUTES = ("/health", "/ready", "/metrics")
 
 RequestT = TypeVar("RequestT", CohereRerankRequest, AnyRerankRequest)
 
-_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in {
+_ERROR_RESPONSES = error_responses(
+    {
         401: "Missing or wrong API key.",
-        413: "Body, document count or document length over a limit (the message names it).",
+        408: "The body did not arrive within body_timeout.",
+        413: "Body, query, task, document count or document length over a limit (the message names it).",
         422: "Malformed body (the message names the fields).",
         429: "Too many rerank requests in flight; retry after Retry-After seconds.",
         502: "strict: the backend failed for some documents.",
         504: "strict: the deadline passed before every document was scored.",
-    }.items()
-}
+    }
+)
 
 
 def _service(request: Request) -> RerankService:
@@ -59,18 +59,19 @@ async def _rerank(
 ) -> tuple[RequestT, RerankResult, str]:
     received_at = time.perf_counter()
     request_id = uuid.uuid4().hex
-    async with service.gate.admit():
-        body = await read_body(
-            request.stream(), request.headers.get("content-length"), service.settings.max_body_bytes
-        )
-        if not body.strip():
-            raise InvalidInput("invalid request: the body is empty; expected JSON")
-        try:
-            # Validated straight from bytes in one pass, whatever Content-Type the client sent.
-            parsed = shape.model_validate_json(body)
-        except ValidationError as exc:
-            raise invalid_request(exc) from None
-        result = await service.rerank(parsed, request_id, received_at)
+    # The whole body first: a slow or vanishing client never holds one of the rerank slots.
+    body = await read_request_body(request, service.settings)
+    if not body.strip():
+        raise InvalidInput("invalid request: the body is empty; expected JSON")
+    try:
+        # Validated straight from bytes in one pass, whatever Content-Type the client sent.
+        parsed = shape.model_validate_json(body)
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+    del body  # the parsed request holds the text now; a 32 MiB body need not stay twice
+    result = await until_disconnected(
+        service.rerank(parsed, request_id, received_at), request.receive, f"rerank {request_id}"
+    )
     return parsed, result, request_id
 
 
@@ -136,7 +137,7 @@ async def health() -> dict[str, str]:
     f"{OUTCOMES_PATH}/{{fingerprint}}",
     response_model=RerankOutcome,
     summary="How a recent rerank went, by the fingerprint of its query and documents",
-    responses={404: {"model": ErrorBody, "description": "No recent rerank with this fingerprint."}},
+    responses=error_responses({404: "No recent rerank with this fingerprint."}),
 )
 async def rerank_outcome(
     service: Service, fingerprint: Annotated[str, Path(pattern="^[0-9a-f]{32}$")]
@@ -147,7 +148,12 @@ async def rerank_outcome(
     return outcome
 
 
-@router.get("/ready", tags=["probes"], summary="Backend reachable (200) or not (503), and who scores")
+@router.get(
+    "/ready",
+    tags=["probes"],
+    summary="Backend reachable (200) or not (503), and who scores",
+    responses={503: {"description": "The backend does not answer."}},
+)
 async def ready(service: Service) -> JSONResponse:
     backend = service.reranker.backend
     # Who scores, ready or not: the backend, the model and the task Retro* judges relevance under.
@@ -165,7 +171,13 @@ async def ready(service: Service) -> JSONResponse:
     )
 
 
-@router.get("/metrics", tags=["probes"], summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    tags=["probes"],
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses=METRICS_RESPONSE,
+)
 async def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 

@@ -9,11 +9,30 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from retrostar_search.reranker import Candidate, Unscored
 from retrostar_search.scoring import FinishReason
+from retrostar_search.tasks import PRESETS
+
+# What the published schema states beyond the types, so that a client generated from it (or one that
+# validates against it) sends nothing the server refuses with 422. The limits (maxLength, maxItems) are
+# settings: connector/openapi.py adds them with the server's values.
+
+# Whitespace both for Python (str.strip and `re`, which the server uses) and for ECMAScript (whose regular
+# expressions JSON Schema's `pattern` uses), as the body of a character class: the same set in both.
+WHITESPACE = r"\s\x1c-\x1f\x85\ufeff"
+# A query must hold a character that is not whitespace.
+NON_BLANK = rf"[^{WHITESPACE}]"
 
 
 def _document_text(value: Any) -> Any:
@@ -29,7 +48,33 @@ def _document_text(value: Any) -> Any:
     )
 
 
-DocumentText = Annotated[str, BeforeValidator(_document_text)]
+DocumentText = Annotated[
+    str,
+    BeforeValidator(_document_text),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "object",
+                    "properties": {"text": {"type": "string"}, "id": {"type": ["string", "integer"]}},
+                    "required": ["text"],
+                },
+            ],
+            "description": "A document: its text, or an object with its `text` and an `id` for the rerank log.",
+        }
+    ),
+]
+
+# A task preset by name (what `resolve_task` knows); the server says which when the name is unknown.
+TaskName = Annotated[str, WithJsonSchema({"type": "string", "enum": ["default", *PRESETS]})]
+
+
+def _non_empty(schema: dict[str, Any]) -> None:
+    """The published schema of a document list: at least one item (its `null` branch aside)."""
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "array":
+            branch["minItems"] = 1
 
 
 def _require_documents(documents: list[str] | None, field: str) -> None:
@@ -46,11 +91,17 @@ def _ids_from_document_objects(data: Any) -> Any:
         isinstance(document, dict) and document.get("id") is not None for document in documents
     ):
         return data
-    ids = [
-        str(document["id"]) if isinstance(document, dict) and document.get("id") is not None else None
-        for document in documents
-    ]
-    return {**data, "document_ids": ids}
+    return {**data, "document_ids": [_document_id(document) for document in documents]}
+
+
+def _document_id(document: Any) -> str | None:
+    doc_id = document.get("id") if isinstance(document, dict) else None
+    if doc_id is None:
+        return None
+    # A JSON string or integer (bool is an int in Python, not in JSON).
+    if isinstance(doc_id, str) or (isinstance(doc_id, int) and not isinstance(doc_id, bool)):
+        return str(doc_id)
+    raise PydanticCustomError("document_id_type", "a document's id must be a string or an integer")
 
 
 def _field_value(value: Any) -> str:
@@ -60,7 +111,10 @@ def _field_value(value: Any) -> str:
 def _documents_from_rank_fields(data: Any) -> Any:
     """Cohere's `rank_fields`: each object document becomes the listed fields as `key: value` lines, in the
     order given (the YAML-like form Cohere recommends for structured documents); a field the document
-    lacks is left out. String documents stay as they are."""
+    lacks is left out. A document with none of them is ranked by its `text`, as without rank_fields, or
+    as an empty document (what an engine sends for a hit without the field): the published schema cannot
+    say which fields each document holds, so this is no reason to refuse the request. String documents
+    stay as they are."""
     if not isinstance(data, dict) or not isinstance(data.get("rank_fields"), list):
         return data
     fields = data["rank_fields"]
@@ -68,20 +122,15 @@ def _documents_from_rank_fields(data: Any) -> Any:
     if not fields or not all(isinstance(name, str) for name in fields) or not isinstance(documents, list):
         return data  # the field validators say what is wrong
     ranked: list[Any] = []
-    for position, document in enumerate(documents):
+    for document in documents:
         if not isinstance(document, dict):
             ranked.append(document)
             continue
         lines = [
             f"{name}: {_field_value(document[name])}" for name in fields if document.get(name) is not None
         ]
-        if not lines:
-            raise PydanticCustomError(
-                "rank_fields_missing",
-                "document {position} has none of the rank_fields ({fields})",
-                {"position": position, "fields": ", ".join(fields)},
-            )
-        ranked.append("\n".join(lines))
+        text = document.get("text")
+        ranked.append("\n".join(lines) if lines else text if isinstance(text, str) else "")
     return {**data, "documents": ranked}
 
 
@@ -98,7 +147,9 @@ class TaskOverride(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, description="Preset to start from (default: the generic task).")
+    name: TaskName | None = Field(
+        default=None, description="Preset to start from (default: the generic task)."
+    )
     query_type: str | None = Field(default=None, min_length=1)
     doc_type: str | None = Field(default=None, min_length=1)
     relevance_definition: str | None = Field(default=None, min_length=1)
@@ -110,12 +161,15 @@ class RerankRequestBase(BaseModel):
     model: str | None = Field(
         default=None, description="Accepted for compatibility; the server's model ranks."
     )
-    query: str
+    query: str = Field(
+        description="What the documents are ranked for; must not be blank.",
+        json_schema_extra={"pattern": NON_BLANK},
+    )
     top_n: int | None = Field(
         default=None, ge=0, description="Return the best n (absent or 0: one result per document)."
     )
     return_documents: bool = Field(default=False, description="Echo each document's text in its result.")
-    task: str | TaskOverride | None = Field(
+    task: TaskName | TaskOverride | None = Field(
         default=None,
         description="Override the server's task for this request: a preset name, or an object with name / "
         "query_type / doc_type / relevance_definition.",
@@ -173,7 +227,7 @@ class RerankRequestBase(BaseModel):
 class CohereRerankRequest(RerankRequestBase):
     """Cohere's `/v1/rerank` and `/v2/rerank` request (what OpenSearch's and Elasticsearch's connectors send)."""
 
-    documents: list[DocumentText]
+    documents: list[DocumentText] = Field(json_schema_extra=_non_empty)
 
     @field_validator("documents")
     @classmethod
@@ -194,8 +248,22 @@ class CohereRerankRequest(RerankRequestBase):
 class AnyRerankRequest(RerankRequestBase):
     """`POST /rerank`: Cohere's shape (`documents`) or Hugging Face TEI's (`texts`)."""
 
-    documents: list[DocumentText] | None = Field(default=None, description="Cohere shape.")
-    texts: list[str] | None = Field(default=None, description="TEI shape; the answer is TEI's bare array.")
+    # Exactly one of the two lists (the other absent or null).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": [field], "properties": {field: {"type": "array"}}}
+                for field in ("documents", "texts")
+            ]
+        }
+    )
+
+    documents: list[DocumentText] | None = Field(
+        default=None, description="Cohere shape.", json_schema_extra=_non_empty
+    )
+    texts: list[str] | None = Field(
+        default=None, description="TEI shape; the answer is TEI's bare array.", json_schema_extra=_non_empty
+    )
     return_text: bool = Field(default=False, description="TEI: echo each text in its result.")
     truncate: bool = Field(default=False, description="TEI: accepted; truncation is a server setting.")
     raw_scores: bool = Field(default=False, description="TEI: accepted; scores are relevance_score's.")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 
-from connector.limits import RequestGate, check_documents
+from connector.limits import RequestGate, check_request
 from connector.metrics import ConnectorMetrics
 from connector.outcomes import RecentOutcomes
 from connector.rerank_log import RerankEvent, RerankLogWriter, outcomes_from_ranking
@@ -45,20 +45,18 @@ class RerankService:
         return self.reranker.backend.model
 
     async def rerank(self, request: RerankRequestBase, request_id: str, received_at: float) -> RerankResult:
-        """Rerank the request's candidates; `received_at` is the `time.perf_counter()` at which the request
-        arrived, for the rerank log's latency split."""
+        """Rerank the request's candidates once it is within the limits and one of the slots is free;
+        `received_at` is the `time.perf_counter()` at which the request arrived, for the rerank log's
+        latency split."""
         candidates = request.candidates
-        check_documents(
-            candidates,
-            max_documents=self.settings.max_documents,
-            max_document_chars=self.settings.max_document_chars,
-        )
+        check_request(request.query, request.task, candidates, self.settings)
         task = self._task(request.task)
         deadline = self.settings.deadline_seconds(request.deadline)
-        scoring_started = time.perf_counter()
-        result = await self.reranker.rerank(
-            request.query, candidates, task=task, deadline=deadline, explain=request.return_explanations
-        )
+        async with self.gate.admit():
+            scoring_started = time.perf_counter()
+            result = await self.reranker.rerank(
+                request.query, candidates, task=task, deadline=deadline, explain=request.return_explanations
+            )
         finished = time.perf_counter()
         self.metrics.record_rerank(len(candidates), result)
         self.outcomes.record(request.query, candidates, result, request_id, degradation_reason(result))

@@ -7,6 +7,7 @@ The config file holds the same names as flat keys (`backend_url = "http://gpu-ho
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from enum import StrEnum
@@ -22,7 +23,7 @@ from pydantic_settings import (
 )
 
 from connector.explorer.settings import ExplorerSettings
-from retrostar_search.engines.connection import EngineConnection
+from retrostar_search.engines.connection import Engine, EngineConnection
 from retrostar_search.rerank_log.settings import RerankLogSettings
 from retrostar_search.settings import RerankerSettings
 
@@ -57,7 +58,12 @@ class ServerSettings(BaseModel):
     """Processes serving the port (uvicorn workers); give them one score cache with --cache-url."""
 
     api_key: SecretStr | None = None
-    """Bearer key clients must send (none: no authentication)."""
+    """Bearer key clients must send (none: no authentication, allowed on loopback only unless
+    --allow-unauthenticated)."""
+
+    allow_unauthenticated: bool = False
+    """Listen beyond loopback without --api-key (behind an authenticating proxy or on an isolated network);
+    the explorer still needs a key there."""
 
     deadline: float = Field(default=25.0, ge=0)
     """Seconds a rerank may take before it answers with what is known (0: no deadline). Under Elasticsearch's
@@ -66,8 +72,13 @@ class ServerSettings(BaseModel):
     strict: bool = False
     """Answer 502/504 instead of a degraded 200 when the backend fails or the deadline passes."""
 
+    keep_alive: int = Field(default=75, ge=1)
+    """Seconds an idle client connection stays open. Longer than the engines' HTTP clients keep an idle
+    connection for reuse (60 s in OpenSearch ML Commons and Elasticsearch), so the connector never closes
+    a connection just as an engine sends a request on it."""
+
     log_level: LogLevel = LogLevel.INFO
-    """Log level."""
+    """Log level; the HTTP and engine clients' per-request lines show at debug only."""
 
     def deadline_seconds(self, requested: float | None = None) -> float | None:
         """The deadline for one request: the server's, or a shorter one the request asks for."""
@@ -78,7 +89,8 @@ class ServerSettings(BaseModel):
 
 
 class LimitSettings(BaseModel):
-    """What one request may hold: refused with 413, or 429 when too many are in flight."""
+    """What one request may hold: refused with 413, 408 when its body is too slow, or 429 when too many are
+    in flight."""
 
     model_config = ConfigDict(use_attribute_docstrings=True)
 
@@ -88,11 +100,23 @@ class LimitSettings(BaseModel):
     max_document_chars: int = Field(default=100_000, ge=1)
     """Most characters in one document (else 413)."""
 
+    max_query_chars: int = Field(default=32_768, ge=1)
+    """Most characters in the query (else 413): about 8,000 tokens, a quarter of the 32k context Retro* is
+    evaluated with."""
+
+    max_definition_chars: int = Field(default=4096, ge=1)
+    """Most characters in each part of a request's task (query_type, doc_type, relevance_definition;
+    else 413)."""
+
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     """Largest request body in bytes (else 413)."""
 
+    body_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client may take to send its request body (else 408); a request holds no rerank slot
+    while its body arrives."""
+
     max_concurrent_requests: int = Field(default=64, ge=1)
-    """Rerank requests served at once; more get 429 with Retry-After."""
+    """Rerank requests served at once, counted once their body is read; more get 429 with Retry-After."""
 
 
 class ConnectorSettings(
@@ -120,6 +144,23 @@ class ConnectorSettings(
         return init_settings, env_settings, _toml_source(settings_cls, Path(config_path))
 
     @model_validator(mode="after")
+    def _check_exposure(self) -> ConnectorSettings:
+        if self.api_key is not None or is_loopback(self.host):
+            return self
+        if self.explore:
+            raise ValueError(
+                f"the explorer on {self.host} needs --api-key: it searches the engine with the connector's "
+                "credentials for whoever reaches it (set --api-key, listen on 127.0.0.1, or drop --explore)"
+            )
+        if not self.allow_unauthenticated:
+            raise ValueError(
+                f"listening on {self.host} needs --api-key: without one anyone who reaches the port can use "
+                "the GPU (set --api-key or RETROSEARCH_API_KEY, listen on 127.0.0.1, or pass "
+                "--allow-unauthenticated behind an authenticating proxy)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_connections(self) -> ConnectorSettings:
         # RerankerSettings has checked its own combinations by now; these are the engines'.
         try:
@@ -133,6 +174,26 @@ class ConnectorSettings(
     def explorer_connection(self) -> EngineConnection:
         """The engine the explorer searches: see `ExplorerSettings.explore_connection`."""
         return self.explore_connection(self.log_connection() if self.log_enabled else None)
+
+    def explorer_connections(self) -> dict[Engine, EngineConnection]:
+        """Every engine the explorer can search, its default first: the explore engine and, when the rerank
+        log writes to the other engine, the log's."""
+        explore = self.explorer_connection()
+        connections = {explore.engine: explore}
+        if self.log_enabled:
+            log = self.log_connection()
+            connections.setdefault(log.engine, log)
+        return connections
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine only (a name other than localhost may resolve anywhere)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _toml_source(settings_cls: type[BaseSettings], path: Path) -> TomlConfigSettingsSource:

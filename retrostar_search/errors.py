@@ -13,6 +13,8 @@ for the person who reads them and never carry secrets, prompts or documents::
     ├── BackendError                  the model backend failed: 502
     ├── DeadlineExceeded              the deadline passed before every document was scored: 504
     ├── Overloaded                    too many rerank requests in flight: 429
+    ├── ClientTooSlow                 the client did not send its request in time: 408
+    ├── ClientDisconnected            the client went away before its answer: 499, never sent
     ├── EngineError                   an OpenSearch or Elasticsearch operation failed: 502
     └── SearchError                   the rerank connector could not rerank (its client's error)
 
@@ -75,6 +77,15 @@ class Overloaded(RetrostarError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ClientTooSlow(RetrostarError, TimeoutError):
+    """The client did not send its whole request within the time allowed; the message names the limit."""
+
+
+class ClientDisconnected(RetrostarError):
+    """The client closed its connection before the answer (while sending its body, or while the rerank
+    ran); the work done for it is cancelled. Nobody is left to answer: it is counted and logged."""
 
 
 class EngineError(RetrostarError):

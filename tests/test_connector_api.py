@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from jsonschema import Draft202012Validator
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.background import free_port
@@ -403,6 +405,21 @@ def test_strict_backend_failure_is_502_naming_the_backend_status(connector_clien
     assert "503" in response.json()["message"]
 
 
+def test_strict_502_names_the_backend_without_the_credentials_in_its_url(
+    connector_client: ClientFactory, scripted_sglang: ScriptedSGLangServer
+) -> None:
+    # Issue 10: `http://user:pass@host` reached API clients in the strict 502 body.
+    backend_url = scripted_sglang.url.replace("http://", "http://retro:url-secret@")
+    client = connector_client(backend_url=backend_url)
+
+    response = rerank(client, documents=["ok", "[[error:503]] down"], strict=True)
+
+    assert response.status_code == 502
+    message = response.json()["message"]
+    assert f"sglang backend at {scripted_sglang.url}/generate answered HTTP 503" in message
+    assert "url-secret" not in response.text and "retro:" not in response.text
+
+
 def test_unreachable_backend_still_answers_every_document_unscored(connector_client: ClientFactory) -> None:
     client = connector_client(backend_url=f"http://127.0.0.1:{free_port()}")
 
@@ -427,6 +444,33 @@ def test_too_long_document_is_413_naming_the_limit(connector_client: ClientFacto
     assert response.status_code == 413
     assert "document 1" in response.json()["message"]
     assert "max_document_chars (10)" in response.json()["message"]
+
+
+def test_too_long_query_is_413_naming_the_limit(
+    connector_client: ClientFactory, scripted_sglang: ScriptedSGLangServer
+) -> None:
+    # Issue 10: the query had no limit and is copied into every document's prompt.
+    response = rerank(connector_client(max_query_chars=20), query="q" * 21)
+    assert response.status_code == 413
+    assert response.json()["message"] == "the query has 21 characters, over max_query_chars (20)"
+    assert scripted_sglang.stats.prompts == []
+
+
+@pytest.mark.parametrize("part", ["query_type", "doc_type", "relevance_definition"])
+def test_too_long_task_part_is_413_naming_the_limit(
+    connector_client: ClientFactory, scripted_sglang: ScriptedSGLangServer, part: str
+) -> None:
+    response = rerank(connector_client(max_definition_chars=30), task={part: "d" * 31})
+    assert response.status_code == 413
+    assert f"task.{part} has 31 characters, over max_definition_chars (30)" in response.json()["message"]
+    assert scripted_sglang.stats.prompts == []
+
+
+def test_the_default_limits_bound_query_and_task(connector_client: ClientFactory) -> None:
+    client = connector_client()
+    assert rerank(client, query="q" * 32_768).status_code == 200
+    assert rerank(client, query="q" * 32_769).status_code == 413
+    assert rerank(client, task={"relevance_definition": "r" * 4097}).status_code == 413
 
 
 def test_too_large_body_is_413_naming_the_limit(
@@ -454,6 +498,8 @@ BAD_BODIES = [
     ("/v1/rerank", b'{"query": "q", "documents": [1, 2]}'),
     ("/v1/rerank", b'{"query": "q", "documents": [{"title": "no text"}]}'),
     ("/v1/rerank", b'{"query": "q", "documents": [null]}'),
+    ("/v1/rerank", b'{"query": "q", "documents": [{"text": "a", "id": {"nested": 1}}]}'),
+    ("/v1/rerank", b'{"query": "q", "documents": [{"text": "a", "id": true}]}'),
     ("/v1/rerank", b'{"query": "q", "documents": ["a"], "top_n": -1}'),
     ("/v1/rerank", b'{"query": "q", "documents": ["a"], "top_n": "three"}'),
     ("/v1/rerank", b'{"query": "q", "documents": ["a"], "deadline": 0}'),
@@ -567,6 +613,60 @@ def test_openapi_documents_routes_and_request_bodies(connector_client: ClientFac
     assert {"query", "documents", "top_n", "task", "return_explanations"} <= set(request_schema["properties"])
     assert "TaskOverride" in schema["components"]["schemas"]
     assert client.get("/docs").status_code == 200
+
+
+def _published(schema: dict[str, Any], model: str) -> Draft202012Validator:
+    """A validator for `model` as the OpenAPI document publishes it (its $refs resolved in the document)."""
+    return Draft202012Validator({**schema, "$ref": f"#/components/schemas/{model}"})
+
+
+SCHEMA_CASES = [
+    ("/v1/rerank", {"query": "q", "documents": ["a", {"text": "b", "id": 7}, {"text": "c", "id": "c"}]}),
+    ("/v1/rerank", {"query": "q", "documents": ["a"], "task": "biology"}),
+    ("/v1/rerank", {"query": "q", "documents": ["a"], "task": {"name": "leetcode", "doc_type": "code"}}),
+    ("/rerank", {"query": "q", "texts": ["a"]}),
+    ("/rerank", {"query": "q", "documents": ["a"], "texts": None}),
+    ("/v1/rerank", {"query": " \t\u3000", "documents": ["a"]}),
+    ("/v1/rerank", {"query": "q", "documents": []}),
+    ("/v1/rerank", {"query": "q", "documents": [{"title": "no text"}]}),
+    ("/v1/rerank", {"query": "q", "documents": [{"text": "a", "id": {"nested": 1}}]}),
+    ("/v1/rerank", {"query": "q", "documents": ["a"], "task": "no-such-preset"}),
+    ("/v1/rerank", {"query": "q", "documents": ["a"], "task": {"name": "no-such-preset"}}),
+    ("/rerank", {"query": "q", "texts": ["a"], "documents": ["b"]}),
+    ("/rerank", {"query": "q"}),
+    ("/rerank", {"query": "q", "texts": []}),
+    ("/v1/rerank", {"query": "q" * 21, "documents": ["a"]}),
+    ("/v1/rerank", {"query": "q", "documents": ["a", "b", "c", "d"]}),
+    ("/v1/rerank", {"query": "q", "documents": ["d" * 11]}),
+    ("/v1/rerank", {"query": "q", "documents": [{"text": "d" * 11}]}),
+    ("/v1/rerank", {"query": "q", "documents": ["a"], "task": {"relevance_definition": "r" * 31}}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), SCHEMA_CASES)
+def test_the_published_schema_accepts_exactly_what_the_server_accepts(
+    connector_client: ClientFactory, path: str, body: dict[str, Any]
+) -> None:
+    # Issue 10: the schema was looser (blank query, empty lists, both or neither of documents and texts,
+    # no limits), so clients generated from it sent requests the server refused.
+    client = connector_client(
+        max_query_chars=20, max_documents=3, max_document_chars=10, max_definition_chars=30
+    )
+    model = "AnyRerankRequest" if path == "/rerank" else "CohereRerankRequest"
+    schema_accepts = _published(client.get("/openapi.json").json(), model).is_valid(body)
+
+    response = client.post(path, json=body)
+
+    assert schema_accepts == (response.status_code == 200), response.text
+
+
+def test_the_schema_states_the_limits_and_what_metrics_answer(connector_client: ClientFactory) -> None:
+    schema = connector_client(max_query_chars=20, max_documents=3).get("/openapi.json").json()
+    request = schema["components"]["schemas"]["CohereRerankRequest"]["properties"]
+    assert request["query"]["maxLength"] == 20
+    assert request["documents"]["maxItems"] == 3 and request["documents"]["minItems"] == 1
+    metrics = schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == [CONTENT_TYPE_LATEST]
 
 
 # --- Logs -------------------------------------------------------------------------------------------

@@ -103,13 +103,24 @@ def test_rank_fields_rank_the_listed_fields_as_key_value_lines_in_order(
     assert any("title: Leaves\nyear: 2020\nauthor: Ann" in prompt for prompt in scripted_sglang.stats.prompts)
 
 
-def test_rank_fields_refuse_a_document_with_none_of_them(connector_client: ClientFactory) -> None:
+def test_a_document_with_none_of_the_rank_fields_is_ranked_by_its_text_or_as_empty(
+    connector_client: ClientFactory, scripted_sglang: ScriptedSGLangServer
+) -> None:
+    # The published schema cannot say which fields each document holds, so a schema-valid request is not
+    # refused: the document is ranked as it would be without rank_fields, or as an engine's empty field.
     response = connector_client().post(
         "/v1/rerank",
-        json={"query": QUERY, "documents": [{"title": "x"}, {"body": "y"}], "rank_fields": ["title"]},
+        json={
+            "query": QUERY,
+            "documents": [{"title": "x"}, {"body": "y", "text": "the body's text"}, {"body": "z"}],
+            "rank_fields": ["title"],
+        },
     )
-    assert response.status_code == 422
-    assert "document 1 has none of the rank_fields (title)" in response.json()["message"]
+    assert response.status_code == 200, response.text
+    assert len(response.json()["results"]) == 3
+    documents = [prompt.split("[Begin of Document]\n")[1].split("\n[End of Document]")[0] for prompt in
+                 scripted_sglang.stats.prompts]  # fmt: skip
+    assert sorted(documents) == sorted(["title: x", "the body's text", ""])
     # Without rank_fields an object still needs its `text`, as before.
     plain = connector_client().post("/v1/rerank", json={"query": QUERY, "documents": [{"title": "x"}]})
     assert plain.status_code == 422 and "'text' field" in plain.json()["message"]

@@ -4,6 +4,8 @@ commands, options and environment variables that the retrosearch CLI and connect
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -11,8 +13,11 @@ from typing import Any
 
 import pytest
 import typer
+import uvicorn
 import yaml
+from typer.testing import CliRunner
 
+import connector.logs
 from connector.rerank_log import RerankLogSettings
 from connector.settings import ENV_PREFIX, ConnectorSettings
 from retrostar_search.cli import app
@@ -374,3 +379,26 @@ def test_job_environment_names_are_read_by_their_command(file: str, job: str) ->
     if job == "warm":  # it builds the connector's reranker from the connector's settings
         read |= _connector_setting_names()
     assert set(spec["environment"]) <= read, job
+
+
+def test_the_images_default_command_needs_an_api_key_to_listen_on_every_interface(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 10: the image served 0.0.0.0 without a key (and with the explorer on).
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    [command] = [
+        json.loads(line[len("CMD ") :]) for line in dockerfile.splitlines() if line.startswith("CMD ")
+    ]
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(options, app=app))
+    monkeypatch.setattr(connector.logs, "configure_logging", lambda settings: None)
+    for name in [name for name in os.environ if name.startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(name)
+
+    without_key = CliRunner().invoke(app, command, env={"COLUMNS": "200"})
+    with_key = CliRunner().invoke(app, command, env={"COLUMNS": "200", "RETROSEARCH_API_KEY": "k"})
+
+    assert without_key.exit_code == 2 and "needs --api-key" in without_key.output
+    assert with_key.exit_code == 0, with_key.output
+    assert served["host"] == "0.0.0.0"
+    assert served["app"].state.settings.explore is False

@@ -24,6 +24,12 @@ ClientFactory = Callable[..., TestClient]
 
 
 @pytest.fixture
+def explorer_client(connector_client: ClientFactory) -> ClientFactory:
+    """`connector_client` with the explorer turned on (it is off by default)."""
+    return lambda **settings: connector_client(explore=True, **settings)
+
+
+@pytest.fixture
 def corpus_index(opensearch_client: OpenSearch) -> Iterator[str]:
     index = f"explorer-api-{uuid.uuid4().hex[:8]}"
     index_documents(opensearch_client, index)
@@ -31,9 +37,9 @@ def corpus_index(opensearch_client: OpenSearch) -> Iterator[str]:
     opensearch_client.indices.delete(index=index, ignore_unavailable=True)
 
 
-def test_the_page_is_served_locked_down_and_without_secrets(connector_client: ClientFactory) -> None:
+def test_the_page_is_served_locked_down_and_without_secrets(explorer_client: ClientFactory) -> None:
     secrets = (API_KEY, "explore-engine-secret")
-    client = connector_client(
+    client = explorer_client(
         api_key=API_KEY, explore_username="reader", explore_password="explore-engine-secret"
     )
 
@@ -61,7 +67,7 @@ def test_search_answers_both_lists_and_the_rerank_is_logged_with_the_hits_ids(
     corpus_index: str,
 ) -> None:
     settings = connector_settings(
-        log_url=opensearch_url, log_index=opensearch_log_index, log_flush_interval=0.1
+        explore=True, log_url=opensearch_url, log_index=opensearch_log_index, log_flush_interval=0.1
     )
     first_stage = [hit.id for hit in search_first_stage(opensearch_client, corpus_index, QUERY, size=5)]
     reranked = expected_order(first_stage, first_stage)
@@ -114,26 +120,26 @@ def test_search_answers_both_lists_and_the_rerank_is_logged_with_the_hits_ids(
     ids=["blank-query", "all", "list", "wildcard", "other-engine", "no-candidates"],
 )
 def test_search_refuses_what_would_widen_it_before_asking_the_engine(
-    connector_client: ClientFactory, params: dict[str, object], problem: str
+    explorer_client: ClientFactory, params: dict[str, object], problem: str
 ) -> None:
-    response = connector_client().get("/explore/api/search", params=params)
+    response = explorer_client().get("/explore/api/search", params=params)
 
     assert response.status_code == 422
     assert problem in response.json()["message"]
 
 
-def test_without_a_log_the_events_list_says_how_to_turn_it_on(connector_client: ClientFactory) -> None:
-    answer = connector_client().get("/explore/api/events").json()
+def test_without_a_log_the_events_list_says_how_to_turn_it_on(explorer_client: ClientFactory) -> None:
+    answer = explorer_client().get("/explore/api/events").json()
 
     assert answer["enabled"] is False and answer["events"] == []
     assert "--log-url" in answer["note"]
 
 
 def test_an_unreachable_engine_is_a_502_that_names_neither_url_nor_credentials(
-    connector_client: ClientFactory,
+    explorer_client: ClientFactory,
 ) -> None:
     port = free_port()
-    client = connector_client(explore_url=f"http://127.0.0.1:{port}", explore_password="engine-secret")
+    client = explorer_client(explore_url=f"http://127.0.0.1:{port}", explore_password="engine-secret")
 
     response = client.get("/explore/api/indices")
 
@@ -143,8 +149,9 @@ def test_an_unreachable_engine_is_a_502_that_names_neither_url_nor_credentials(
     assert str(port) not in message and "engine-secret" not in message
 
 
-def test_no_explore_leaves_the_page_and_its_api_out(connector_client: ClientFactory) -> None:
-    client = connector_client(explore=False)
+def test_the_explorer_is_off_unless_turned_on(connector_client: ClientFactory) -> None:
+    # Issue 10: it was on by default, searching every index with the connector's engine credentials.
+    client = connector_client()
 
     assert client.get("/explore").status_code == 404
     assert client.get("/explore/api/config").status_code == 404
@@ -191,3 +198,23 @@ def test_documents_the_cascade_leaves_out_say_so_and_the_rerank_is_not_degraded(
     assert {explanation["unscored_reason"] for explanation in unscored} == {
         "not among the documents the cascade (2@1) scores"
     }
+
+
+def test_a_query_over_the_limit_is_refused_before_the_engine_is_asked(explorer_client: ClientFactory) -> None:
+    client = explorer_client(explore_url=f"http://127.0.0.1:{free_port()}", max_query_chars=10)
+
+    response = client.get("/explore/api/search", params={"q": "q" * 11, "index": "docs"})
+
+    assert response.status_code == 413  # not 502: the unreachable engine was never asked
+    assert "max_query_chars (10)" in response.json()["message"]
+
+
+def test_an_index_the_engine_does_not_have_is_a_404(
+    explorer_client: ClientFactory, opensearch_url: str
+) -> None:
+    client = explorer_client(explore_url=opensearch_url)
+
+    response = client.get("/explore/api/search", params={"q": QUERY, "index": f"absent-{uuid.uuid4().hex}"})
+
+    assert response.status_code == 404  # the client's mistake, not the engine failing (502)
+    assert response.json()["message"].startswith("searching failed: no index or alias absent-")

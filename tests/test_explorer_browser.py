@@ -134,13 +134,8 @@ def test_explorer_shows_both_lists_rank_changes_reasoning_and_the_logged_event(
     opensearch_url: str,
     opensearch_client: OpenSearch,
 ) -> None:
-    server = connector_server(
-        api_key=API_KEY,
-        log_url=opensearch_url,
-        log_index=opensearch_log_index,
-        log_queries=True,
-        log_flush_interval=0.1,
-    )
+    rerank_log = {"log_url": opensearch_url, "log_index": opensearch_log_index, "log_queries": True}
+    server = connector_server(api_key=API_KEY, explore=True, log_flush_interval=0.1, **rerank_log)
     first_stage = [hit.id for hit in search_first_stage(opensearch_client, corpus_index, QUERY, size=20)]
     reranked = expected_order(first_stage)
     page = browser.new_page(viewport={"width": 1280, "height": 900})

@@ -522,6 +522,7 @@ def surrogate_corpus(path: Path, lines: int = 3000, bad_line: int = 1501) -> str
     return bad
 
 
+@pytest.mark.hostile
 def test_a_lone_surrogate_rejects_its_record_and_every_other_record_is_indexed(
     cli: Callable[..., Result], os_node: EngineNode, os_index: str, tmp_path: Path
 ) -> None:
@@ -537,6 +538,7 @@ def test_a_lone_surrogate_rejects_its_record_and_every_other_record_is_indexed(
     assert (rejected["file"], rejected["line"], rejected["raw"]) == (str(corpus), 1501, bad)
 
 
+@pytest.mark.hostile
 def test_a_lone_surrogate_is_rejected_on_elasticsearch_too_not_stored_as_replacement_characters(
     cli: Callable[..., Result], es_args: list[str], es_node: EngineNode, es_index: str, tmp_path: Path
 ) -> None:

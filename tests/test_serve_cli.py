@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from prometheus_client.mmap_dict import MmapedDict
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+import connector.logs
 from connector.background import free_port
 from connector.settings import ENV_PREFIX, ConnectorSettings
 from retrostar_search.cli import app as cli_app
@@ -27,6 +27,7 @@ from retrostar_search.scoring import Cascade
 from retrostar_search.settings import BackendKind
 from retrostar_search.tasks import PRESETS
 from tests.scripted_sglang import ScriptedSGLangServer
+from tests.serve_process import ServeProcess, wait_for_health
 
 
 @pytest.fixture(autouse=True)
@@ -38,13 +39,15 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def captured_run(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Stands in for uvicorn.run: records what `serve` would have served, and returns at once."""
+    """Stands in for uvicorn.run: records what `serve` would have served, and returns at once. The
+    process-wide logging setup is left out too: it belongs to a server process, not to the test run."""
     captured: dict[str, Any] = {}
 
     def run(app: Any, **kwargs: Any) -> None:
         captured.update(kwargs, app=app)
 
     monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setattr(connector.logs, "configure_logging", lambda settings: None)
     return captured
 
 
@@ -102,28 +105,18 @@ def test_bad_settings_exit_with_the_reason(captured_run: dict[str, Any], tmp_pat
 
 
 def test_serve_runs_a_real_connector(scripted_sglang: ScriptedSGLangServer) -> None:
-    port = free_port()
-    command = [str(Path(sys.executable).parent / "retrosearch"), "serve", "--port", str(port)]
-    env = {
-        **os.environ,
-        "RETROSEARCH_BACKEND_URL": scripted_sglang.url,
-        "RETROSEARCH_API_KEY": "subprocess-key",
-    }
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_for(f"{url}/health", process)
+    env = {"RETROSEARCH_BACKEND_URL": scripted_sglang.url, "RETROSEARCH_API_KEY": "subprocess-key"}
+    with ServeProcess(env=env) as server:
         response = httpx.post(
-            f"{url}/v1/rerank",
+            f"{server.url}/v1/rerank",
             json={"query": "subprocess-query-text", "documents": ["subprocess-doc-a", "subprocess-doc-b"]},
             headers={"Authorization": "Bearer subprocess-key"},
             timeout=30,
         )
         assert response.status_code == 200
         assert len(response.json()["results"]) == 2
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=20)
+        server.stop()
+        output = server.log()
     assert f"rerank {response.json()['id']}: 2 documents" in output
     assert "subprocess-query-text" not in output and "subprocess-doc" not in output
     assert "subprocess-key" not in output
@@ -153,7 +146,7 @@ def test_pairs_answered_before_a_crash_are_cached_after_the_restart(
         ]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            _wait_for(f"http://127.0.0.1:{port}/health", process)
+            wait_for_health(f"http://127.0.0.1:{port}/health", process)
             return httpx.post(f"http://127.0.0.1:{port}/v1/rerank", json=body, timeout=30).json()
         finally:
             process.kill()
@@ -238,7 +231,7 @@ def test_serve_workers_answer_on_one_port_and_metrics_add_up_across_them(
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(f"{url}/health", process)
+        wait_for_health(f"{url}/health", process)
         (folder,) = (tmp_path / "tmp").glob("retrosearch-metrics-*")
         sent, per_process = 0, {}
         for _ in range(5):  # until both processes have answered some
@@ -289,22 +282,6 @@ def _reranks_per_process(folder: Path) -> dict[str, float]:
     return counts
 
 
-def _wait_for(url: str, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
-    give_up_at = time.monotonic() + timeout
-    while time.monotonic() < give_up_at:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"retrosearch serve exited: {process.stdout.read() if process.stdout else ''}"
-            )
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not come up")
-
-
 # --- Settings sources -------------------------------------------------------------------------------
 
 
@@ -316,6 +293,45 @@ def test_settings_defaults_match_the_reference() -> None:
     assert settings.deadline < 30  # under Elasticsearch's rerank timeout
     assert settings.truncate_tokens is None and settings.truncate_chars is None
     assert settings.cascade_plan() == Cascade.single(1)
+
+
+def test_exposure_defaults_keep_the_explorer_off_and_idle_connections_past_the_engines_reuse() -> None:
+    settings = ConnectorSettings()
+
+    assert settings.explore is False
+    assert settings.host == "127.0.0.1" and settings.api_key is None
+    # OpenSearch ML Commons (AWS SDK Netty client) and Elasticsearch (Apache HttpAsyncClient) reuse an idle
+    # connection for up to 60 s: the connector must not close one first (docs/connector.md, keep-alive).
+    assert settings.keep_alive > 60
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "gpu-host.internal"])
+def test_listening_beyond_loopback_needs_an_api_key(host: str) -> None:
+    with pytest.raises(ValidationError, match="needs --api-key"):
+        ConnectorSettings(host=host)
+    assert ConnectorSettings(host=host, api_key="k").host == host
+    assert ConnectorSettings(host=host, allow_unauthenticated=True).api_key is None
+    # The explorer searches the engine with the connector's credentials: never without a key off loopback.
+    with pytest.raises(ValidationError, match=r"the explorer on .* needs --api-key"):
+        ConnectorSettings(host=host, explore=True, allow_unauthenticated=True)
+    assert ConnectorSettings(host=host, explore=True, api_key="k").explore is True
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_loopback_needs_no_key_even_with_the_explorer(host: str) -> None:
+    assert ConnectorSettings(host=host, explore=True).api_key is None
+
+
+def test_serve_refuses_to_start_exposed_and_passes_the_keep_alive_on(captured_run: dict[str, Any]) -> None:
+    refused = invoke("serve", "--host", "0.0.0.0", "--explore", "--allow-unauthenticated")
+    assert refused.exit_code == 2
+    assert "explorer on 0.0.0.0 needs --api-key" in refused.output
+    assert captured_run == {}
+
+    served = invoke("serve", "--host", "0.0.0.0", env={"RETROSEARCH_API_KEY": "k"})
+    assert served.exit_code == 0, served.output
+    assert captured_run["timeout_keep_alive"] == 75
+    assert captured_run["log_config"] is None  # uvicorn's lines go through the connector's masked handlers
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector.settings import ConnectorSettings
-from retrostar_search.engines.connection import Engine, EngineConnection
+from retrostar_search.engines.connection import Engine
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,9 @@ class ExplorerEngines:
 
     @classmethod
     def from_settings(cls, settings: ConnectorSettings) -> ExplorerEngines:
-        explore = settings.explorer_connection()
+        connections = settings.explorer_connections()
+        default_engine = next(iter(connections))
         log = settings.log_connection() if settings.log_enabled else None
-        connections: dict[Engine, EngineConnection] = {explore.engine: explore}
-        if log is not None:
-            connections.setdefault(log.engine, log)
         clients = {engine: connection.client() for engine, connection in connections.items()}
         log_client = None
         if log is not None:
@@ -36,7 +34,7 @@ class ExplorerEngines:
             log_client = clients[log.engine] if connections[log.engine] == log else log.client()
         return cls(
             search_clients=clients,
-            default_engine=explore.engine,
+            default_engine=default_engine,
             log_client=log_client,
             log_index=settings.log_index if log is not None else None,
         )

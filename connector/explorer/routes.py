@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -22,10 +22,14 @@ from connector.explorer.catalog import searchable_indices
 from connector.explorer.engines import ExplorerEngines
 from connector.explorer.events import recent_events
 from connector.explorer.search import explore_search
+from connector.limits import check_query
+from connector.openapi import error_responses
 from connector.routes import Service
+from connector.schemas import NON_BLANK, WHITESPACE
 from connector.service import RerankService
+from connector.wire import until_disconnected
 from retrostar_search.engines.connection import Engine
-from retrostar_search.engines.errors import describe_engine_error, engine_errors
+from retrostar_search.engines.errors import describe_engine_error, engine_errors, http_status
 from retrostar_search.errors import EngineError, InvalidInput
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -47,7 +51,7 @@ MAX_EVENTS = 200
 
 # An index or alias name as the engines allow it, minus what would widen a search beyond the one index the
 # page picked: wildcards, lists, remote clusters and dot- or underscore-prefixed system names.
-_INDEX_NAME = re.compile(r'[^._\-+\\/*?"<>|\s,#:][^\\/*?"<>|\s,#:]{0,254}')
+_INDEX_NAME = re.compile(rf'[^._\-+\\/*?"<>|{WHITESPACE},#:][^\\/*?"<>|{WHITESPACE},#:]{{0,254}}')
 
 # The page runs only its own script and style and talks only to this connector: injected markup could
 # neither load nor send anything.
@@ -72,10 +76,13 @@ api_router = APIRouter(
     prefix="/explore/api",
     tags=["explorer"],
     dependencies=[Depends(require_api_key)],
-    responses={
-        401: {"description": "Missing or wrong API key."},
-        502: {"description": "The engine failed; the message says how (never with its URL)."},
-    },
+    responses=error_responses(
+        {
+            401: "Missing or wrong API key.",
+            422: "A bad parameter (the message names it).",
+            502: "The engine failed; the message says how (never with its URL).",
+        }
+    ),
 )
 
 
@@ -105,12 +112,30 @@ async def indices(explorer: Explorer, engine: Engine | None = None) -> dict[str,
     return {"indices": found}
 
 
-@api_router.get("/search", summary="First-stage hits and the same hits reranked, with the reasoning")
+@api_router.get(
+    "/search",
+    summary="First-stage hits and the same hits reranked, with the reasoning",
+    responses=error_responses(
+        {
+            404: "The engine has no such index or alias.",
+            413: "The query or the hits over a rerank limit (the message names it).",
+            429: "Too many rerank requests in flight; retry after Retry-After seconds.",
+            504: "strict: the deadline passed before every hit was scored.",
+        }
+    ),
+)
 async def search(
+    request: Request,
     explorer: Explorer,
     service: Service,
-    q: Annotated[str, Query(min_length=1, description="The query.")],
-    index: Annotated[str, Query(description="One index or alias.")],
+    # The patterns are checked below, with messages of their own; they are stated here for the schema.
+    q: Annotated[
+        str, Query(min_length=1, json_schema_extra={"pattern": NON_BLANK}, description="The query.")
+    ],
+    index: Annotated[
+        str,
+        Query(json_schema_extra={"pattern": f"^{_INDEX_NAME.pattern}$"}, description="One index or alias."),
+    ],
     engine: Engine | None = None,
     candidates: Annotated[
         int, Query(ge=1, le=MAX_CANDIDATES, description="First-stage hits to rerank.")
@@ -118,6 +143,7 @@ async def search(
 ) -> dict[str, Any]:
     if not q.strip():
         raise InvalidInput("invalid request: q must not be empty")
+    check_query(q, service.settings)  # before the engine is asked
     if not _INDEX_NAME.fullmatch(index):
         raise InvalidInput(
             "invalid request: index must name one index or alias: no wildcards, commas or remote "
@@ -126,8 +152,14 @@ async def search(
     client = _search_client(explorer, engine)
     request_id = uuid.uuid4().hex
     try:
-        answer = await explore_search(service, client, index, q, candidates, request_id)
+        answer = await until_disconnected(
+            explore_search(service, client, index, q, candidates, request_id),
+            request.receive,
+            f"explorer search {request_id}",
+        )
     except engine_errors() as error:
+        if http_status(error) == 404:
+            raise HTTPException(404, f"searching failed: no index or alias {index} on the engine") from None
         raise _engine_failure("searching", error) from None
     return {**answer, "engine": (engine or explorer.default_engine).value}
 

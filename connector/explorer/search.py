@@ -58,8 +58,7 @@ async def explore_search(
     request = CohereRerankRequest.model_validate(
         {"query": query, "documents": documents, "return_explanations": True}  # the page shows the reasoning
     )
-    async with service.gate.admit():
-        result = await service.rerank(request, request_id, received_at=searched)
+    result = await service.rerank(request, request_id, received_at=searched)
     answer["timings_ms"]["rerank"] = _ms(time.perf_counter() - searched)
     failed = result.unscored if result.degraded else 0  # the cascade's unscored documents are no failure
     status = RerankStatus(len(first_stage), failed, degradation_reason(result), request_id)

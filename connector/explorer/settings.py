@@ -18,9 +18,9 @@ class _ExploreTarget(BaseModel):
 
     model_config = ConfigDict(use_attribute_docstrings=True)
 
-    explore: bool = True
+    explore: bool = False
     """Serve the explorer page at /explore and its JSON API, which searches the explore engine's indices with
-    the connector's credentials (behind --api-key when one is set)."""
+    the connector's credentials (behind --api-key; beyond loopback a key is required)."""
 
     explore_engine: Engine | None = None
     """Engine the explorer searches (unset: the log's engine, else opensearch)."""

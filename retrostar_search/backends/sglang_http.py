@@ -16,6 +16,7 @@ import httpx
 from retrostar_search.backends.base import Backend, Generation, SamplingParams
 from retrostar_search.errors import BackendError
 from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_template
+from retrostar_search.redaction import public_url
 from retrostar_search.scoring import FinishReason
 
 
@@ -32,11 +33,13 @@ class _HTTPBackend(Backend):
         max_concurrency: int = 256,
         request_timeout: float = 300.0,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        # What messages name (they reach logs and strict 502 answers): never the URL's user:password,
+        # which httpx still sends as basic auth.
+        self.base_url = public_url(base_url).rstrip("/")
         self.model = model
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
-            base_url=self.base_url,
+            base_url=base_url.rstrip("/"),
             headers=headers,
             timeout=httpx.Timeout(request_timeout, connect=10.0),
             # A fresh connection per pair, not a keep-alive pool: with idle pooled connections, httpcore 1.0

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import NoReturn
 
 import typer
@@ -13,8 +12,7 @@ from rich.markup import escape
 from retrostar_search.engines.connection import EngineConnection, ServiceConnection
 from retrostar_search.engines.errors import Service, describe_failure, engine_errors, explain_engine_error
 from retrostar_search.errors import ExitCode, RetrostarError, exit_code_for
-
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+from retrostar_search.redaction import redact
 
 
 def command_errors() -> tuple[type[Exception], ...]:
@@ -23,17 +21,9 @@ def command_errors() -> tuple[type[Exception], ...]:
     return (RetrostarError, *engine_errors())
 
 
-def mask_url_credentials(text: str) -> str:
-    """``text`` with any ``user:password@`` written into a URL masked."""
-    return _URL_CREDENTIALS.sub("***@", text)
-
-
 def scrub(message: str, connection: ServiceConnection) -> str:
     """``message`` without the connection's secrets, nor credentials written into a URL."""
-    for secret in (connection.password, connection.api_key):
-        if secret is not None and secret.get_secret_value():
-            message = message.replace(secret.get_secret_value(), "***")
-    return mask_url_credentials(message)
+    return redact(message, (connection.password, connection.api_key))
 
 
 def display_url(connection: ServiceConnection) -> str:

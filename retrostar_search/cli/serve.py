@@ -25,9 +25,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from connector.explorer.settings import ExplorerSettings
-from connector.settings import ENV_PREFIX, ConnectorSettings, LimitSettings, ServerSettings
-from retrostar_search.cli.errors import mask_url_credentials
+from connector.settings import ENV_PREFIX, ConnectorSettings, LimitSettings, ServerSettings, is_loopback
 from retrostar_search.cli.options import set_signature
+from retrostar_search.redaction import redact
 from retrostar_search.rerank_log.settings import RerankLogSettings
 from retrostar_search.scoring import Cascade, UnparsedPolicy
 from retrostar_search.settings import BackendKind, BackendSettings, ScoringSettings, TaskSettings
@@ -64,11 +64,12 @@ def serve(**given: Any) -> None:
     import uvicorn
 
     from connector.app import create_app
+    from connector.logs import configure_logging
 
-    _configure_logging(settings)
+    configure_logging(settings)
     # What is about to run, before uvicorn's own lines: the settings that decide what a score means.
     Console(stderr=True, highlight=False, soft_wrap=True).print(escape(startup_banner(settings)))
-    if settings.api_key is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
+    if settings.api_key is None and not is_loopback(settings.host):  # --allow-unauthenticated
         logger.warning(
             "serving on %s without an API key: anyone who reaches it can use the GPU", settings.host
         )
@@ -76,7 +77,9 @@ def serve(**given: Any) -> None:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level.value,
+        "log_config": None,  # uvicorn's own lines go through the handlers configure_logging set up
         "access_log": False,  # the connector logs one line per rerank itself, without client addresses
+        "timeout_keep_alive": settings.keep_alive,
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **server_options)
@@ -97,19 +100,14 @@ def serve(**given: Any) -> None:
 def worker_app() -> FastAPI:
     """The app of one `serve --workers N` process (uvicorn calls it in each)."""
     from connector.app import create_app
+    from connector.logs import configure_logging
 
     settings = load_settings({})
-    _configure_logging(settings)
+    configure_logging(settings)
     return create_app(settings)
 
 
 WORKER_APP = f"{__name__}:{worker_app.__name__}"
-
-
-def _configure_logging(settings: ConnectorSettings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
 
 
 def _as_environment(given: dict[str, Any]) -> dict[str, str]:
@@ -152,7 +150,7 @@ def startup_banner(settings: ConnectorSettings) -> str:
     elif settings.backend is BackendKind.ENGINE:
         backend = f"engine: sglang.Engine in this process, tp {settings.tp_size}"
     else:
-        backend = f"{settings.backend.value} at {mask_url_credentials(settings.backend_url)}"
+        backend = f"{settings.backend.value} at {redact(settings.backend_url)}"
     task = settings.task_definition()
     cache = "off"
     if settings.cache_size != 0:
@@ -160,17 +158,15 @@ def startup_banner(settings: ConnectorSettings) -> str:
         if settings.cache_path is not None:
             layers.append(f"sqlite {settings.cache_path}")
         if settings.cache_url is not None:
-            layers.append(f"shared {mask_url_credentials(settings.cache_url.get_secret_value())}")
+            layers.append(f"shared {redact(settings.cache_url.get_secret_value())}")
         cache = " + ".join(layers)
     explorer = "off"
     if settings.explore:
         searched = settings.explorer_connection()
-        explorer = (
-            f"{base}/explore (searches {searched.engine.value} {mask_url_credentials(searched.resolved_url)})"
-        )
+        explorer = f"{base}/explore (searches {searched.engine.value} {redact(searched.resolved_url)})"
     log = "off"
     if settings.log_enabled:
-        log = f"{settings.log_engine.value} {mask_url_credentials(settings.log_url or '')}, indices {settings.log_index}-*"
+        log = f"{settings.log_engine.value} {redact(settings.log_url or '')}, indices {settings.log_index}-*"
     deadline = f"{settings.deadline:g} s" if settings.deadline else "none"
     lines = [
         ("backend", backend),

@@ -15,6 +15,7 @@ from retrostar_search.dashboards.targets import PROFILES, Target
 from retrostar_search.engines.connection import ServiceConnection
 from retrostar_search.engines.errors import Service, describe_failure, describe_status
 from retrostar_search.errors import RetrostarError
+from retrostar_search.redaction import public_url
 
 IMPORT_PATH = "/api/saved_objects/_import"
 UPLOAD_FILENAME = "retrostar-dashboards.ndjson"
@@ -52,7 +53,7 @@ class DashboardsConnection(ServiceConnection):
     @property
     def display_url(self) -> str:
         """The URL without any `user:password@` written into it (httpx would send those as basic auth)."""
-        return str(httpx.URL(self.url).copy_with(userinfo=b""))
+        return public_url(self.url)
 
     def headers(self) -> dict[str, str]:
         if self.api_key is not None:

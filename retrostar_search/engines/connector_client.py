@@ -15,6 +15,7 @@ from retrostar_search.engines._hits import RELEVANCE_SCALE
 from retrostar_search.engines.connector_endpoint import OUTCOMES_PATH, RERANK_PATH
 from retrostar_search.engines.errors import Service, describe_failure, describe_status
 from retrostar_search.errors import SearchError
+from retrostar_search.redaction import public_url
 from retrostar_search.reranker import Candidate
 from retrostar_search.tasks import TaskDefinition
 
@@ -132,7 +133,7 @@ class ConnectorClient:
         self._timeout = timeout
         # What messages and reports name: the URL without any user:password written into it (httpx
         # still sends those as basic auth).
-        self.base_url = str(httpx.URL(base_url).copy_with(userinfo=b"")).rstrip("/")
+        self.base_url = public_url(base_url).rstrip("/")
 
     def at(self, base_url: str) -> ConnectorClient:
         """A client for another connector (the one a search pipeline calls), with this one's key and
