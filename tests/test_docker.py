@@ -354,14 +354,9 @@ def test_service_commands_parse_with_the_real_cli(file: str, job: str) -> None:
         command.make_context(command.name, remaining, resilient_parsing=False)
 
 
-# Settings that other branches of issue 11 add, which the compose files already use: accepted here until
-# they are ConnectorSettings fields (then the entry is redundant and can go).
-AWAITED_SETTINGS = {"cache_url": "the shared Redis score cache (cache branch, issue 11 Must-have 3)"}
-
-
 def _connector_setting_names() -> set[str]:
     # The rerank-log settings are defined to be embedded in ConnectorSettings (same RETROSEARCH_ prefix).
-    fields = set(ConnectorSettings.model_fields) | set(RerankLogSettings.model_fields) | set(AWAITED_SETTINGS)
+    fields = set(ConnectorSettings.model_fields) | set(RerankLogSettings.model_fields)
     return {f"{ENV_PREFIX}{field.upper()}" for field in fields}
 
 

@@ -23,7 +23,6 @@ from retrostar_search.cli import app
 from retrostar_search.engines.connector_client import ConnectorClient
 from retrostar_search.engines.search import rerank_client_side, search_first_stage, search_through_pipeline
 from retrostar_search.errors import ExitCode, InvalidInput
-from retrostar_search.settings import ScoringSettings
 from tests.conftest import RestartableConnector
 from tests.scripted_sglang import Failure, Pair, ScriptedSGLangServer
 from tests.search_corpus import expected_order, index_documents, run_cli, scripted_score
@@ -344,10 +343,6 @@ def test_warming_into_the_shared_cache_makes_every_replica_free(
     scripted_sglang: ScriptedSGLangServer,
     tmp_path: Path,
 ) -> None:
-    # Waits for the shared Redis cache (the cache branch of issue 11: the `cache_url` setting and the
-    # `redis_url` fixture); skips until both are here.
-    if "cache_url" not in ScoringSettings.model_fields:
-        pytest.skip("waits for the shared score cache (--cache-url, the cache branch)")
     redis_url = request.getfixturevalue("redis_url")
     queries = {"k": f"autumn leaves {uuid.uuid4().hex}", "l": f"shorter days {uuid.uuid4().hex}"}
     path = write_queries(tmp_path / "queries.jsonl", queries)

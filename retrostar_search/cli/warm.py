@@ -174,8 +174,7 @@ def register(app: typer.Typer) -> None:
 
 def _require_a_shared_cache(settings: RerankerSettings) -> None:
     """In-process warming is only worth its GPU time into a cache the connector reads too."""
-    # `cache_url` is the shared cache server's setting, where this install has it.
-    shared = settings.cache_path is not None or getattr(settings, "cache_url", None) is not None
+    shared = settings.cache_path is not None or settings.cache_url is not None
     if settings.cache_size == 0 or not shared:
         raise typer.BadParameter(
             "warming in this process needs the connector's persistent cache: its --cache-path (sqlite "
