@@ -37,6 +37,9 @@ COMMANDS: dict[str, CommandEntry] = {
     "eval": CommandEntry(
         "eval", "Evaluate first-stage BM25 against Retro* reranking on a BEIR or BRIGHT collection."
     ),
+    "warm": CommandEntry(
+        "warm", "Score the searches of a query list into the cache, so that they call no model afterwards."
+    ),
     "doctor": CommandEntry(
         "doctor",
         "Check the chain a reranked search takes: engine, index, pipeline, model, connector, backend, task.",

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
@@ -40,12 +40,16 @@ logger = logging.getLogger(__name__)
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's multiprocess mode
 
-# Each group of settings and its help panel, in the order `serve --help` shows them.
-PANELS: dict[str, type[BaseModel]] = {
-    "Server": ServerSettings,
+# The reranker's groups of settings and their help panels (what `warm` builds an in-process reranker from).
+RERANKER_PANELS: dict[str, type[BaseModel]] = {
     "Backend": BackendSettings,
     "Task": TaskSettings,
     "Scoring": ScoringSettings,
+}
+# Each group of settings and its help panel, in the order `serve --help` shows them.
+PANELS: dict[str, type[BaseModel]] = {
+    "Server": ServerSettings,
+    **RERANKER_PANELS,
     "Limits": LimitSettings,
     "Rerank log": RerankLogSettings,
     "Explorer": ExplorerSettings,
@@ -198,9 +202,10 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def setting_options() -> list[inspect.Parameter]:
-    """One `--option` per ConnectorSettings field, typed like it, documented by its description."""
-    options = [
+def setting_options(panels: Mapping[str, type[BaseModel]] = PANELS) -> list[inspect.Parameter]:
+    """One `--option` per field of each panel's settings, typed like it, documented by its description;
+    by default every ConnectorSettings field (`retrosearch warm` takes the reranker's only)."""
+    return [
         inspect.Parameter(
             name,
             inspect.Parameter.KEYWORD_ONLY,
@@ -210,9 +215,13 @@ def setting_options() -> list[inspect.Parameter]:
                 typer.Option(help=_help(name), rich_help_panel=panel, show_default=False),
             ],
         )
-        for panel, group in PANELS.items()
+        for panel, group in panels.items()
         for name, field in group.model_fields.items()
     ]
+
+
+def _serve_options() -> list[inspect.Parameter]:
+    options = setting_options()
     missing = set(ConnectorSettings.model_fields) - {option.name for option in options}
     if missing:
         raise TypeError(f"settings without a help panel in `serve`: {sorted(missing)}")
@@ -254,4 +263,4 @@ def _given_or_none(annotation: Any) -> Any:
     return (str if annotation in (SecretStr, ByteSize) else annotation) | None
 
 
-set_signature(serve, setting_options())
+set_signature(serve, _serve_options())

@@ -48,12 +48,17 @@ class RerankScore:
 
 @dataclass(frozen=True)
 class RerankAnswer:
-    """One rerank: a score per candidate, best first, and whether (and why) some went unscored."""
+    """One rerank: a score per candidate, best first, whether (and why) some went unscored, and what the
+    connector says it did (`meta.retrostar`): pairs sent to the model, pairs served from its cache and
+    pairs the backend failed (None where it does not say)."""
 
     scores: list[RerankScore]
     degraded: bool = False
     reason: str | None = None
     request_id: str | None = None
+    pairs_scored: int | None = None
+    cache_hits: int | None = None
+    backend_errors: int | None = None
 
     @property
     def unscored(self) -> int:
@@ -182,7 +187,7 @@ class ConnectorClient:
 
         The candidates' ids only label them in the connector's rerank log (else it records hashes)."""
         if not candidates:
-            return RerankAnswer([])
+            return RerankAnswer([], pairs_scored=0, cache_hits=0, backend_errors=0)
         # The wire keeps Cohere's list of texts; the ids travel beside it as Retro*'s `document_ids`.
         payload: dict[str, Any] = {"query": query, "documents": [candidate.text for candidate in candidates]}
         ids = [candidate.id for candidate in candidates]
@@ -222,6 +227,9 @@ class ConnectorClient:
             degraded=bool(body.get("degraded", False)),
             reason=retrostar.get("reason") or (warnings[0] if warnings else None),
             request_id=body.get("id"),
+            pairs_scored=retrostar.get("pairs_scored"),
+            cache_hits=retrostar.get("cache_hits"),
+            backend_errors=retrostar.get("backend_errors"),
         )
 
     def outcome(self, fingerprint: str) -> RerankOutcome | None:
