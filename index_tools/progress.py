@@ -1,9 +1,11 @@
-"""Progress of an indexing run: a live bar at a terminal, plain lines on stderr everywhere else.
+"""Progress of a long run (indexing a corpus, warming the score cache): a live bar at a terminal, plain
+lines on stderr everywhere else.
 
 A run whose output goes to a file or a pipe (CI, ``nohup``, ``| tee``) gets no live bar, which would
 only be drawn once at the end; it gets a line every ``PLAIN_INTERVAL_SECONDS`` instead, so a long run is
-never silent. Either way the total comes from the corpus: an exact count where it is cheap (plain files,
-parquet, folders), else an estimate from the share of compressed bytes read (gzip), shown with ``≈``.
+never silent. For indexing the total comes from the corpus: an exact count where it is cheap (plain
+files, parquet, folders), else an estimate from the share of compressed bytes read (gzip), shown with
+``≈``; a run that knows its count up front (`FixedTotal`) shows it as is.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, TextIO
@@ -35,13 +37,18 @@ PLAIN_INTERVAL_SECONDS = 10.0
 class Total(Protocol):
     """What a progress line knows of the total: the count as now known, and how to print progress."""
 
+    @property
+    def estimated(self) -> bool: ...
+
     def current(self, done: int) -> int | None: ...
 
     def label(self, done: int) -> str: ...
 
 
 class FixedTotal:
-    """A total known from the start (the queries of an evaluation)."""
+    """A total known from the start (the queries of an evaluation or a warm-up)."""
+
+    estimated = False
 
     def __init__(self, count: int) -> None:
         self.count = count
@@ -76,8 +83,20 @@ class RecordTotal:
         return f"{done:,}/{'≈' if self.estimated else ''}{total:,}"
 
 
+@dataclass(frozen=True)
+class Units:
+    """How a progress line names its work: "indexing: 1,000/5,000 records (20%), 310 docs/s, ..."."""
+
+    doing: str = "indexing"
+    things: str = "records"
+    rate: str = "docs/s"
+
+
+INDEXING = Units()
+
+
 class _CountColumn(ProgressColumn):
-    def __init__(self, total: RecordTotal) -> None:
+    def __init__(self, total: Total) -> None:
         super().__init__()
         self.total = total
 
@@ -88,13 +107,17 @@ class _CountColumn(ProgressColumn):
 # Rate and time left from the average since the start: rich's own estimates restart whenever the total
 # changes, which an estimated total does at every step.
 class _RateColumn(ProgressColumn):
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
     def render(self, task: Task) -> Text:
         rate = _rate(task)
-        return Text(f"{rate:,.0f} docs/s" if rate else "- docs/s", style="progress.data.speed")
+        return Text(f"{rate:,.0f} {self.unit}" if rate else f"- {self.unit}", style="progress.data.speed")
 
 
 class _TimeLeftColumn(ProgressColumn):
-    def __init__(self, total: RecordTotal) -> None:
+    def __init__(self, total: Total) -> None:
         super().__init__()
         self.total = total
 
@@ -111,18 +134,19 @@ def _rate(task: Task) -> float:
 
 
 @contextmanager
-def live_bar(console: Console, total: RecordTotal) -> Iterator[Callable[[int], None]]:
-    """A progress bar of records done (indexed or rejected), with docs/s and an ETA once a total is known."""
+def live_bar(console: Console, total: Total, units: Units = INDEXING) -> Iterator[Callable[[int], None]]:
+    """A progress bar of things done (records indexed or rejected), with their rate and an ETA once a
+    total is known."""
     columns: list[ProgressColumn] = [
-        TextColumn("[bold]indexing"),
+        TextColumn(f"[bold]{units.doing}"),
         BarColumn(),
         _CountColumn(total),
-        _RateColumn(),
+        _RateColumn(units.rate),
         TimeElapsedColumn(),
         _TimeLeftColumn(total),
     ]
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("indexing", total=total.current(0))
+        task = progress.add_task(units.doing, total=total.current(0))
 
         def advance(done: int) -> None:
             progress.advance(task, done)
@@ -132,18 +156,6 @@ def live_bar(console: Console, total: RecordTotal) -> Iterator[Callable[[int], N
         yield advance
         # The total is an estimate (blank lines, CSV records spanning lines): end the bar where the run ended.
         progress.update(task, total=progress.tasks[0].completed)
-
-
-@dataclass(frozen=True)
-class Units:
-    """How a progress line names its work: "indexing: 1,000/5,000 records (20%), 310 docs/s, ..."."""
-
-    doing: str = "indexing"
-    things: str = "records"
-    rate: str = "docs/s"
-
-
-INDEXING = Units()
 
 
 class PlainProgress:
@@ -201,13 +213,17 @@ def plain_lines(
 
 
 @contextmanager
-def indexing_progress(console: Console, corpus: Corpus) -> Iterator[Callable[[int], None]]:
-    """Progress for ``index_corpus``'s ``on_progress``: a live bar when ``console`` is a terminal, else
-    plain lines on stderr (the summary stays on ``console``)."""
-    total = RecordTotal(corpus)
+def run_progress(console: Console, total: Total, units: Units) -> Iterator[Callable[[int], None]]:
+    """Progress of a run: a live bar when ``console`` is a terminal, else plain lines on stderr (the
+    summary stays on ``console``). Yields the callback that adds the things done."""
     if console.is_terminal:
-        with live_bar(console, total) as advance:
+        with live_bar(console, total, units) as advance:
             yield advance
     else:
-        with plain_lines(sys.stderr, total) as advance:
+        with plain_lines(sys.stderr, total, units=units) as advance:
             yield advance
+
+
+def indexing_progress(console: Console, corpus: Corpus) -> AbstractContextManager[Callable[[int], None]]:
+    """Progress for ``index_corpus``'s ``on_progress``."""
+    return run_progress(console, RecordTotal(corpus), INDEXING)

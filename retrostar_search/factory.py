@@ -9,7 +9,8 @@ from typing import Any
 
 from retrostar_search.backends.base import DEFAULT_MODEL, Backend
 from retrostar_search.cache import MemoryCache, RedisStore, ScoreCache, ScoreStore, SqliteStore
-from retrostar_search.prompts import Truncation, load_tokenizer
+from retrostar_search.extras import require_extra
+from retrostar_search.prompts import TOKEN_TRUNCATION, Truncation, load_tokenizer
 from retrostar_search.settings import BackendKind, RerankerSettings
 
 logger = logging.getLogger(__name__)
@@ -77,3 +78,14 @@ def build_truncation(settings: RerankerSettings) -> Truncation:
         tokenizer=tokenizer,
         context_length=settings.context_length,
     )
+
+
+def check_extras(settings: RerankerSettings) -> None:
+    """`MissingExtra` now when the settings need an extra that is not installed: a server checks before it
+    starts listening, since the parts are only built in its start-up, where the error would be lost."""
+    if settings.backend is BackendKind.ENGINE:
+        from retrostar_search.backends.sglang_engine import IN_PROCESS_ENGINE
+
+        require_extra("sglang", IN_PROCESS_ENGINE)
+    if settings.tokenizer is not None:  # the fit to the context counts tokens with it too
+        require_extra("tokenizer", TOKEN_TRUNCATION)

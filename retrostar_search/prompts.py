@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from retrostar_search.errors import InvalidInput, MissingExtra
+from retrostar_search.errors import InvalidInput
+from retrostar_search.extras import import_extra
 from retrostar_search.tasks import TaskDefinition
 
 # Bump when anything that changes the model's input changes: it is part of every score-cache key.
@@ -228,12 +229,11 @@ def _cut_to_bytes(text: str, limit: int) -> str:
     return cut
 
 
+# What needs the `tokenizer` extra, as `MissingExtra` names it.
+TOKEN_TRUNCATION = "counting tokens with the model's tokenizer (--tokenizer)"
+
+
 def load_tokenizer(path: str) -> Tokenizer:
     """The model's tokenizer from a local folder (the `tokenizer` extra); hubs are not contacted."""
-    try:
-        from transformers import AutoTokenizer
-    except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise MissingExtra(
-            "token-based truncation needs the 'tokenizer' extra: pip install 'retrostar-search[tokenizer]'"
-        ) from exc
-    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    transformers = import_extra("transformers", "tokenizer", TOKEN_TRUNCATION)
+    return transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)

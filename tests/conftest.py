@@ -8,7 +8,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -29,6 +27,8 @@ from retrostar_search.engines.connection import Engine, EngineConnection
 from retrostar_search.nodes import DEFAULT_HEAP, NodeError, ensure_node, stop_node
 from retrostar_search.rerank_log.schema import retention_policy_name
 from tests.scripted_sglang import ScriptedSGLangServer, free_port
+from tests.sglang_router import FAST_HEALTH_FLAGS, RouterProcess
+from tests.sglang_router import stop_process as _stop_process
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
@@ -356,44 +356,26 @@ def opensearch_log_index(opensearch_client: OpenSearch) -> Iterator[str]:
 # (tests/test_sglang_router.py; facts in docs/router-notes.md)
 #
 # `sglang_router(workers=2, *flags)` starts that many fresh scripted workers and the real router in front
-# of them on free ports (its Prometheus port included, so parallel runs do not collide on 29000), waits
-# until the router holds every worker healthy, and stops all of it after the test. Health checks run
-# every second and one failure marks a worker unhealthy, so a killed worker leaves the router at once.
+# of them on free ports (tests/sglang_router.py; its Prometheus port included, so parallel runs do not
+# collide on 29000), waits until the router holds every worker healthy, and stops all of it after the
+# test. Health checks run every second and one failure marks a worker unhealthy, so a killed worker
+# leaves the router at once, unless `flags` say otherwise (RECOMMENDED_FLAGS do: every 5 s, 2 failures).
 # Without the router installed the tests skip, except on CI (CI=true), where they fail.
 # ------------------------------------------------------------------------------------------------
 
-ROUTER_HEALTH_FLAGS = (
-    "--health-check-interval-secs", "1",
-    "--health-failure-threshold", "1",
-    "--health-success-threshold", "1",
-)  # fmt: skip
 
+class SGLangRouter(RouterProcess):
+    """The router with the scripted workers behind it (`workers`, in --worker-urls order)."""
 
-@dataclass
-class SGLangRouter:
-    url: str
-    workers: list[ScriptedSGLangServer]
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def readiness(self) -> httpx.Response:
-        return httpx.get(f"{self.url}/readiness", timeout=5)
+    def __init__(self, workers: list[ScriptedSGLangServer], *flags: str, log_dir: Path) -> None:
+        super().__init__([worker.url for worker in workers], *flags, log_dir=log_dir)
+        self.workers = workers
 
     def wait_healthy(self, workers: int, timeout: float = 30.0) -> None:
-        """Wait until the router's /readiness counts `workers` healthy workers."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(f"sglang-router exited with {self.process.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                if self.readiness().json().get("healthy_workers", 0) == workers:
-                    return
-            if time.monotonic() > deadline:
-                pytest.fail(f"sglang-router did not see {workers} healthy workers:\n{self.log_tail()}")
-            time.sleep(0.05)
-
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+        try:
+            super().wait_healthy(workers, timeout)
+        except RuntimeError as error:
+            pytest.fail(str(error))
 
 
 def _router_missing() -> None:
@@ -412,32 +394,12 @@ def sglang_router(tmp_path: Path) -> Iterator[Callable[..., SGLangRouter]]:
 
         def start(workers: int = 2, *flags: str) -> SGLangRouter:
             scripted = [stack.enter_context(ScriptedSGLangServer()) for _ in range(workers)]
-            port = free_port()
-            log = tmp_path / f"sglang-router-{port}.log"
-            command = [
-                sys.executable, "-m", "sglang_router.launch_router",
-                "--host", "127.0.0.1", "--port", str(port),
-                "--prometheus-host", "127.0.0.1", "--prometheus-port", str(free_port()),
-                "--worker-urls", *(worker.url for worker in scripted),
-                *ROUTER_HEALTH_FLAGS, "--log-level", "warn", *flags,
-            ]  # fmt: skip
-            with log.open("wb") as output:
-                process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-            stack.callback(_stop_process, process)
-            router = SGLangRouter(f"http://127.0.0.1:{port}", scripted, process, log)
+            router = SGLangRouter(scripted, *FAST_HEALTH_FLAGS, *flags, log_dir=tmp_path)
+            stack.callback(_stop_process, router.process)
             router.wait_healthy(workers)
             return router
 
         yield start
-
-
-def _stop_process(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 # ------------------------------------------------------------------------------------------------

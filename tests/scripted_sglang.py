@@ -64,13 +64,16 @@ import hashlib
 import json
 import math
 import re
+import signal
 import socket
+import sys
 import threading
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -265,6 +268,9 @@ class Stats:
     disconnected: list[str] = field(default_factory=list)
     #: Every request by "METHOD /path", health checks and the router's worker discovery included.
     calls: Counter[str] = field(default_factory=Counter)
+    #: Prompts (query-document pairs) generated per query (the prompt's query), in lean mode too: which
+    #: worker behind a router answered which query's pairs.
+    queries: Counter[str] = field(default_factory=Counter)
     #: Prompts (query-document pairs) and samples generated, counted in lean mode too.
     pairs: int = 0
     samples: int = 0
@@ -286,6 +292,7 @@ class Stats:
         for name in ("prompts", "sampling", "requests", "rids", "abort_requests", "aborted", "disconnected"):
             getattr(self, name).clear()
         self.calls.clear()
+        self.queries.clear()
         self.pairs = self.samples = 0
         self.max_in_flight = self.max_running = self.max_queued = 0
 
@@ -688,6 +695,7 @@ class ScriptedSGLangServer:
             samples.append(prompt_samples)
         every = [sample for prompt_samples in samples for sample in prompt_samples]
         self.stats.pairs += len(samples)
+        self.stats.queries.update(plan[2] for plan in plans)
         self.stats.samples += len(every)
         try:
             if any(sample.delay > 0 for sample in every) or self.behaviour.capacity is not None:
@@ -1568,6 +1576,11 @@ def main() -> None:
         default=5.0,
         help="lean: seconds before an idle connection is closed",
     )
+    parser.add_argument(
+        "--stats-file",
+        type=Path,
+        help="on shutdown, write the pair counts (in all and per query) here as JSON (not with --lean)",
+    )
     args = parser.parse_args()
     if args.lean:
         behaviour = Behaviour(
@@ -1589,7 +1602,16 @@ def main() -> None:
         context_length=args.context_length,
         capacity=args.capacity,
     )
-    uvicorn.run(server.app, host=args.host, port=args.port, log_level="warning")
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: this handler turns that
+    # into an ordinary exit, so that the stats below are written.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    try:
+        uvicorn.run(server.app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        if args.stats_file is not None:
+            stats = server.stats
+            counts = {"pairs": stats.pairs, "samples": stats.samples, "max_running": stats.max_running}
+            args.stats_file.write_text(json.dumps({**counts, "queries": dict(stats.queries)}))
 
 
 if __name__ == "__main__":

@@ -85,3 +85,21 @@ def test_two_kinds_of_credentials_are_one_usage_error_everywhere(command: list[s
     result = CliRunner().invoke(app, [*command, "--username", "u", "--api-key", "k"], env={"COLUMNS": "250"})
     assert result.exit_code == ExitCode.USAGE
     assert "give either a username/password or an API key, not both" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["setup", "elasticsearch", "--connector-url", "http://connector:8000"],
+        ["setup", "opensearch", "--connector-url", "http://connector:8000"],
+        ["search", "leaves", "--index", "x"],
+    ],
+    ids=["setup elasticsearch", "setup opensearch", "search"],
+)
+def test_an_unreachable_engine_is_one_line_and_exit_1_whichever_command_meets_it(command: list[str]) -> None:
+    # Nothing listens on port 9. A command that does not catch the client's error itself is covered by
+    # the command group (retrostar_search/cli/__init__.py), so none ends in a traceback.
+    result = CliRunner().invoke(app, [*command, "--url", "http://127.0.0.1:9"], env={"COLUMNS": "250"})
+    assert result.exit_code == ExitCode.FAILED, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "connection refused" in result.output and "Traceback" not in result.output

@@ -122,12 +122,17 @@ def test_through_a_running_connector_with_its_cache(
     first = run_eval(*args)
     assert first["reranked"]["ndcg@10"] == pytest.approx(1.0)
     assert first["settings"]["rerank"]["path"] == "connector"
-    assert scripted_sglang.stats.prompts
+    prompts = len(scripted_sglang.stats.prompts)
+    assert prompts > 0
+    # The connector's own counts of what the model and its cache did.
+    whole = {"degraded_queries": 0, "unreranked_queries": 0, "degradation": None}
+    assert first["rerank"] == {"pairs_scored": prompts, "cache_hits": 0, **whole}
 
     scripted_sglang.stats.reset()
     second = run_eval(*args)
     assert scripted_sglang.stats.prompts == []
     assert second["reranked"] == first["reranked"]
+    assert second["rerank"] == {"pairs_scored": 0, "cache_hits": prompts, **whole}
 
 
 def test_bright_excluded_ids_task_and_cascade(

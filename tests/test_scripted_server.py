@@ -427,6 +427,16 @@ def test_stats_keep_what_the_client_sent(server: ScriptedSGLangServer, client: h
     assert (server.stats.pairs, server.stats.samples) == (1, 1)
 
 
+def test_lean_stats_count_the_pairs_of_each_query() -> None:
+    # What bench/scale_out.py reads from worker processes (--stats-file): which worker answered which
+    # query's pairs, without keeping prompts.
+    with ScriptedSGLangServer(lean=True) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        for query, document in [("q1", "a"), ("q1", "b"), ("q2", "a")]:
+            assert generate(http, prompt(document, query), n=2).status_code == 200
+        assert server.stats.queries == {"q1": 2, "q2": 1}
+        assert (server.stats.pairs, server.stats.samples, server.stats.prompts) == (3, 6, [])
+
+
 # ------------------------------------------------------------------------------------------------
 # OpenAI chat, SGLang flavour (openai/serving_chat._build_chat_response, usage_processor, protocol)
 # ------------------------------------------------------------------------------------------------

@@ -41,6 +41,14 @@ async def _generate(client: httpx.AsyncClient, query: str, document: str, key: s
     )
 
 
+async def _every_worker_busy(router: SGLangRouter, timeout: float = 5.0) -> None:
+    """Wait until every worker has a request in flight: the router spread the keys."""
+    deadline = time.monotonic() + timeout
+    while not all(worker.stats.in_flight for worker in router.workers):
+        assert time.monotonic() < deadline, "the router did not spread the keys"
+        await asyncio.sleep(0.01)
+
+
 def _workers_by_key(router: SGLangRouter) -> dict[str, set[int]]:
     placement: dict[str, set[int]] = {}
     for index, worker in enumerate(router.workers):
@@ -101,10 +109,7 @@ async def test_a_worker_killed_mid_load_costs_no_request(sglang_router: RouterFa
             for key in range(6)
             for i in range(3)
         ]
-        deadline = time.monotonic() + 5
-        while not all(worker.stats.in_flight for worker in router.workers):
-            assert time.monotonic() < deadline, "the router did not spread the keys"
-            await asyncio.sleep(0.01)
+        await _every_worker_busy(router)
         router.workers[1].kill()
         responses = await asyncio.gather(*pending)
 
@@ -122,10 +127,7 @@ async def test_a_lone_request_on_a_killed_worker_is_retried_on_another(sglang_ro
         worker.script(latency=0.5)
     async with httpx.AsyncClient(base_url=router.url, timeout=30) as client:
         pending = [asyncio.create_task(_generate(client, f"q{key}", "d", f"lone-{key}")) for key in range(2)]
-        deadline = time.monotonic() + 5
-        while not all(worker.stats.in_flight for worker in router.workers):
-            assert time.monotonic() < deadline, "the router did not spread the keys"
-            await asyncio.sleep(0.01)
+        await _every_worker_busy(router)
         router.workers[1].kill()
         responses = await asyncio.gather(*pending)
 

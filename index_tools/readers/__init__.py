@@ -26,6 +26,7 @@ from index_tools.readers.delimited import DelimitedCorpus
 from index_tools.readers.fields import FieldNames
 from index_tools.readers.files import SUPPORTED_SUFFIXES, FilesCorpus, html_to_text, visible_files
 from index_tools.readers.jsonl import ReadMeter, count_lines, is_jsonl, read_jsonl, total_count
+from index_tools.readers.queries import QueryFormat, read_queries
 from index_tools.records import ReadResult
 from retrostar_search.errors import InvalidInput
 
@@ -40,12 +41,14 @@ __all__ = [
     "FilesCorpus",
     "FormatError",
     "JsonlCorpus",
+    "QueryFormat",
     "detect_format",
     "html_to_text",
     "open_corpus",
     "read_beir_queries",
     "read_jsonl",
     "read_qrels",
+    "read_queries",
 ]
 
 

@@ -21,6 +21,7 @@ from index_tools.readers.fields import FieldNames, document_from_row
 from index_tools.readers.jsonl import ReadMeter, count_lines, iter_json_lines, total_count
 from index_tools.records import RawRecord, ReadResult, Rejected, lone_surrogate, raw_text
 from retrostar_search.errors import InvalidInput
+from retrostar_search.extras import import_extra
 
 ROW_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz")
 # BRIGHT fills excluded_ids with this placeholder when a query has none.
@@ -69,13 +70,7 @@ def bright_markers(folder: Path) -> list[str]:
 
 
 def _parquet() -> Any:
-    try:
-        import pyarrow.parquet
-    except ImportError as error:  # pragma: no cover - depends on the installed extras
-        raise BrightLayoutError(
-            "reading parquet needs pyarrow: pip install 'retrostar-search[parquet]'"
-        ) from error
-    return pyarrow.parquet
+    return import_extra("pyarrow.parquet", "parquet", "reading parquet (BRIGHT exports)")
 
 
 def iter_rows(

@@ -8,8 +8,12 @@ from __future__ import annotations
 from retrostar_search.backends._answers import sglang_generations
 from retrostar_search.backends._discovery import chat_format_for
 from retrostar_search.backends.base import Backend, Generation, SamplingParams
-from retrostar_search.errors import BackendError, MissingExtra
+from retrostar_search.errors import BackendError
+from retrostar_search.extras import import_extra
 from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_template
+
+# What needs the `sglang` extra, as `MissingExtra` names it.
+IN_PROCESS_ENGINE = "the in-process engine (--backend engine, GPU hosts)"
 
 
 class SGLangEngineBackend(Backend):
@@ -24,13 +28,7 @@ class SGLangEngineBackend(Backend):
         context_length: int = 32768,
         random_seed: int = 42,
     ) -> None:
-        try:
-            import sglang
-        except ImportError as exc:
-            raise MissingExtra(
-                "the in-process engine needs the 'sglang' extra on a GPU host: "
-                "pip install 'retrostar-search[sglang]'"
-            ) from exc
+        sglang = import_extra("sglang", "sglang", IN_PROCESS_ENGINE)
         self.model = model_path
         self.chat_format = chat_format or chat_format_for([model_path]) or ChatFormat.QWEN3
         self.context_length = context_length

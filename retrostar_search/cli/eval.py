@@ -25,7 +25,6 @@ from retrostar_search.cli.connection import ENGINE, connection_options, open_eng
 from retrostar_search.cli.errors import command_errors, fail, scrub
 from retrostar_search.cli.index import index_with_progress, pick_analyzer
 from retrostar_search.cli.options import in_panel
-from retrostar_search.cli.serve import load_settings
 from retrostar_search.engines.connection import EngineConnection
 from retrostar_search.engines.errors import engine_errors
 from retrostar_search.errors import ExitCode
@@ -42,6 +41,8 @@ from retrostar_search.evaluation.metrics import DEFAULT_METRICS
 from retrostar_search.evaluation.report import write_report
 from retrostar_search.evaluation.runner import judged_in_index
 from retrostar_search.evaluation.summary import EvalSummary
+from retrostar_search.extras import require_extra
+from retrostar_search.factory import check_extras
 from retrostar_search.settings import BackendKind
 
 _collection, _run, _rerank, _output = (in_panel(name) for name in ("Collection", "Run", "Rerank", "Output"))
@@ -167,6 +168,7 @@ def eval_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate first-stage BM25 against Retro* reranking on a BEIR or BRIGHT collection."""
+    require_extra("eval", "`retrosearch eval`")  # before anything is read, indexed or scored
     options = RerankOptions(
         candidates, cascade, connector_url, connector_api_key, backend, backend_url, model, serve_config, cache
     )  # fmt: skip
@@ -186,7 +188,13 @@ def eval_command(
     except (ValueError, FileNotFoundError) as error:
         # InvalidInput (the readers' format errors, an unknown task) and bad metric or cascade specs.
         raise typer.BadParameter(str(error)) from None
-    settings = load_settings(options.settings_overrides()) if rerank and options.in_process else None
+    settings = None
+    if rerank and options.in_process:
+        # Here, not at the top: the connector's settings (pydantic-settings) only for in-process reranking.
+        from retrostar_search.cli.serve import load_settings
+
+        settings = load_settings(options.settings_overrides())
+        check_extras(settings)
     open_leg = plan.leg_opener(settings)
 
     # With --json, stdout carries the JSON only; everything for people goes to stderr.

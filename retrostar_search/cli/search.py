@@ -73,8 +73,7 @@ def search(
     connector_timeout: ConnectorTimeoutOpt = 60.0,
     connection: EngineConnection,
 ) -> None:
-    """Search an index and show how Retro* reorders the hits; a rerank that left documents unscored says so
-    and exits 3."""
+    """Search an index and show how Retro* reorders the hits; exit 3 if the rerank left any unscored."""
     if top > candidates:
         raise typer.BadParameter(f"--top ({top}) cannot exceed --candidates ({candidates})")
     console = Console(highlight=False, stderr=as_json)

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
@@ -27,6 +27,7 @@ from rich.markup import escape
 from connector.explorer.settings import ExplorerSettings
 from connector.settings import ENV_PREFIX, ConnectorSettings, LimitSettings, ServerSettings, is_loopback
 from retrostar_search.cli.options import set_signature
+from retrostar_search.factory import check_extras
 from retrostar_search.redaction import redact
 from retrostar_search.rerank_log.settings import RerankLogSettings
 from retrostar_search.scoring import Cascade, UnparsedPolicy
@@ -39,12 +40,16 @@ logger = logging.getLogger(__name__)
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's multiprocess mode
 
-# Each group of settings and its help panel, in the order `serve --help` shows them.
-PANELS: dict[str, type[BaseModel]] = {
-    "Server": ServerSettings,
+# The reranker's groups of settings and their help panels (what `warm` builds an in-process reranker from).
+RERANKER_PANELS: dict[str, type[BaseModel]] = {
     "Backend": BackendSettings,
     "Task": TaskSettings,
     "Scoring": ScoringSettings,
+}
+# Each group of settings and its help panel, in the order `serve --help` shows them.
+PANELS: dict[str, type[BaseModel]] = {
+    "Server": ServerSettings,
+    **RERANKER_PANELS,
     "Limits": LimitSettings,
     "Rerank log": RerankLogSettings,
     "Explorer": ExplorerSettings,
@@ -56,6 +61,7 @@ def serve(**given: Any) -> None:
     # Every option is a setting; None means "not given here", which lets env and config file speak.
     given = {name: value for name, value in given.items() if value is not None}
     settings = load_settings(given)
+    check_extras(settings)
 
     import uvicorn
 
@@ -196,9 +202,10 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def setting_options() -> list[inspect.Parameter]:
-    """One `--option` per ConnectorSettings field, typed like it, documented by its description."""
-    options = [
+def setting_options(panels: Mapping[str, type[BaseModel]] = PANELS) -> list[inspect.Parameter]:
+    """One `--option` per field of each panel's settings, typed like it, documented by its description;
+    by default every ConnectorSettings field (`retrosearch warm` takes the reranker's only)."""
+    return [
         inspect.Parameter(
             name,
             inspect.Parameter.KEYWORD_ONLY,
@@ -208,9 +215,13 @@ def setting_options() -> list[inspect.Parameter]:
                 typer.Option(help=_help(name), rich_help_panel=panel, show_default=False),
             ],
         )
-        for panel, group in PANELS.items()
+        for panel, group in panels.items()
         for name, field in group.model_fields.items()
     ]
+
+
+def _serve_options() -> list[inspect.Parameter]:
+    options = setting_options()
     missing = set(ConnectorSettings.model_fields) - {option.name for option in options}
     if missing:
         raise TypeError(f"settings without a help panel in `serve`: {sorted(missing)}")
@@ -252,4 +263,4 @@ def _given_or_none(annotation: Any) -> Any:
     return (str if annotation in (SecretStr, ByteSize) else annotation) | None
 
 
-set_signature(serve, setting_options())
+set_signature(serve, _serve_options())

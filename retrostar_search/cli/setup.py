@@ -150,8 +150,7 @@ def setup_opensearch(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     target = scrub(connection.resolved_url, connection)
-    open_engine(console, connection)
-    if dry_run:
+    if dry_run:  # works offline too: the plan is then the one for the default version
         features, plan = _opensearch_setup(connection, console).dry_run(wiring)
         console.print(
             f"# dry run: the requests `setup opensearch` sends to {escape(target)} (OpenSearch "
@@ -159,6 +158,7 @@ def setup_opensearch(
         )
         _print_plan(console, plan)
         return
+    open_engine(console, connection)
     console.print(f"wiring {escape(wiring.connector_url)} into OpenSearch at {escape(target)}")
     result = _on_opensearch(
         connection, console, "setup failed:", lambda setup: setup.apply(wiring, smoke_test=smoke_test)

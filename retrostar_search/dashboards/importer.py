@@ -7,9 +7,7 @@ app's XSRF header. The API answers 200 even when some objects failed: `success` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from retrostar_search.dashboards.targets import PROFILES, Target
 from retrostar_search.engines.connection import ServiceConnection
@@ -19,6 +17,9 @@ from retrostar_search.redaction import public_url
 
 IMPORT_PATH = "/api/saved_objects/_import"
 UPLOAD_FILENAME = "retrostar-dashboards.ndjson"
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class DashboardsImportError(RetrostarError):
@@ -63,6 +64,8 @@ class DashboardsConnection(ServiceConnection):
     def auth(self) -> httpx.BasicAuth | None:
         if self.username is None:
             return None
+        import httpx
+
         return httpx.BasicAuth(self.username, self.password.get_secret_value() if self.password else "")
 
     def verify(self) -> bool | str:
@@ -74,6 +77,8 @@ class DashboardsConnection(ServiceConnection):
 def import_saved_objects(connection: DashboardsConnection, target: Target, ndjson: str) -> ImportResult:
     """Import (overwriting objects with the same ids) and report per object; raises only when the request
     as a whole failed."""
+    import httpx
+
     url = connection.url.rstrip("/") + IMPORT_PATH
     headers = {PROFILES[target].xsrf_header: "true", **connection.headers()}
     try:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from retrostar_search.engines._explanations import Explanation
 from retrostar_search.engines._hits import RELEVANCE_SCALE
@@ -21,6 +19,9 @@ from retrostar_search.tasks import TaskDefinition
 
 READY_TIMEOUT_S = 5.0
 CPU_BACKEND = "cpu"
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,17 @@ class RerankScore:
 
 @dataclass(frozen=True)
 class RerankAnswer:
-    """One rerank: a score per candidate, best first, and whether (and why) some went unscored."""
+    """One rerank: a score per candidate, best first, whether (and why) some went unscored, and what the
+    connector says it did (`meta.retrostar`): pairs sent to the model, pairs served from its cache and
+    pairs the backend failed (None where it does not say)."""
 
     scores: list[RerankScore]
     degraded: bool = False
     reason: str | None = None
     request_id: str | None = None
+    pairs_scored: int | None = None
+    cache_hits: int | None = None
+    backend_errors: int | None = None
 
     @property
     def unscored(self) -> int:
@@ -122,6 +128,9 @@ class ConnectorClient:
     which is better than a client-side timeout with nothing."""
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+        # httpx is imported by the methods that use it: `retrosearch search --help` need not load it.
+        import httpx
+
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
         self._api_key = api_key
@@ -137,6 +146,8 @@ class ConnectorClient:
 
     def readiness(self) -> ConnectorReadiness:
         """What `/ready` says; never raises (an unreachable connector is a readiness too)."""
+        import httpx
+
         try:
             response = self._http.get("/ready", timeout=READY_TIMEOUT_S)
         except httpx.HTTPError as error:
@@ -176,7 +187,7 @@ class ConnectorClient:
 
         The candidates' ids only label them in the connector's rerank log (else it records hashes)."""
         if not candidates:
-            return RerankAnswer([])
+            return RerankAnswer([], pairs_scored=0, cache_hits=0, backend_errors=0)
         # The wire keeps Cohere's list of texts; the ids travel beside it as Retro*'s `document_ids`.
         payload: dict[str, Any] = {"query": query, "documents": [candidate.text for candidate in candidates]}
         ids = [candidate.id for candidate in candidates]
@@ -216,6 +227,9 @@ class ConnectorClient:
             degraded=bool(body.get("degraded", False)),
             reason=retrostar.get("reason") or (warnings[0] if warnings else None),
             request_id=body.get("id"),
+            pairs_scored=retrostar.get("pairs_scored"),
+            cache_hits=retrostar.get("cache_hits"),
+            backend_errors=retrostar.get("backend_errors"),
         )
 
     def outcome(self, fingerprint: str) -> RerankOutcome | None:
@@ -247,6 +261,8 @@ class ConnectorClient:
         self.close()
 
     def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> httpx.Response:
+        import httpx
+
         try:
             return self._http.request(method, path, json=payload)
         except httpx.HTTPError as error:

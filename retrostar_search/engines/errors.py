@@ -14,10 +14,10 @@ are matched here and never printed.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
 
 # opensearch-py's status of an error the engine never answered.
 _NO_STATUS = "N/A"
@@ -122,15 +122,28 @@ _HINTS: dict[Service, dict[Problem, str]] = {
 }
 
 
-@cache
 def engine_errors() -> tuple[type[Exception], ...]:
     """Every exception the two clients raise for a failed call: HTTP errors and transport errors
-    (unreachable, timeout, TLS). The clients are imported here, when first needed."""
-    from elastic_transport import TransportError as ElasticTransportError
-    from elasticsearch import ApiError as ElasticsearchApiError
-    from opensearchpy.exceptions import OpenSearchException
+    (unreachable, timeout, TLS).
 
-    return (OpenSearchException, ElasticsearchApiError, ElasticTransportError)
+    Only the clients already imported count: one that was never imported cannot have raised, and
+    importing it here would cost a command for one engine the other's client (a third of a second for
+    elasticsearch-py). An `except engine_errors():` clause is evaluated when an exception reaches it, by
+    which time the client that raised it is imported."""
+    errors: list[type[Exception]] = []
+    if "opensearchpy" in sys.modules:
+        from opensearchpy.exceptions import OpenSearchException
+
+        errors.append(OpenSearchException)
+    if "elasticsearch" in sys.modules:
+        from elasticsearch import ApiError as ElasticsearchApiError
+
+        errors.append(ElasticsearchApiError)
+    if "elastic_transport" in sys.modules:
+        from elastic_transport import TransportError as ElasticTransportError
+
+        errors.append(ElasticTransportError)
+    return tuple(errors)
 
 
 def engine_reason(error: BaseException) -> str:

@@ -11,13 +11,14 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from opensearchpy import OpenSearch, OpenSearchWarning, TransportError
+from typing import TYPE_CHECKING, Any
 
 from retrostar_search.engines.errors import explain_engine_error
 from retrostar_search.engines.versions import version_tuple
 from retrostar_search.errors import EngineError
+
+if TYPE_CHECKING:
+    from opensearchpy import OpenSearch
 
 ML = "/_plugins/_ml"
 
@@ -224,6 +225,9 @@ class MLCommons:
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> Any:
+        # Imported here, like every engine client: `retrosearch --help` must not pay for opensearch-py.
+        from opensearchpy import OpenSearchWarning, TransportError
+
         try:
             with warnings.catch_warnings():
                 # ML Commons' search APIs read its system indices on the caller's behalf, and OpenSearch

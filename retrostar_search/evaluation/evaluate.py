@@ -190,7 +190,9 @@ async def evaluate(
     started = time.perf_counter()
     # The leg is opened inside the event loop: async HTTP clients bind to the loop that uses them.
     async with open_leg() if open_leg is not None else nullcontext() as leg:
-        runs = await run_queries(client, plan.collection, plan.run, leg, on_query_done)
+        runs = await run_queries(
+            client, plan.collection.queries, plan.run, leg, on_query_done, plan.collection.excluded
+        )
         rerank = leg.describe() if leg is not None else None
     summary = summarise(
         plan.collection,

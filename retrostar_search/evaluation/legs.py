@@ -1,13 +1,15 @@
-"""The rerank leg of an evaluation: how the first-stage candidates of one query get reordered.
+"""The rerank leg of an evaluation (and of `retrosearch warm`): how the first-stage candidates of one query
+get reordered.
 
-Two paths, both scoring the same document text (``document_text``: title and text, as OpenSearch's rerank
-processor builds it):
+Two paths, both scoring the same document text (``document_text`` over the fields, title and text by
+default, as OpenSearch's rerank processor builds it):
 
 - ``InProcessLeg``: the core Reranker in this process, with a persistent score cache. It honours the
-  evaluation's own cascade and task, has no deadline (an evaluation waits for every score), and counts
-  the pairs it sends to the model exactly. The default.
+  run's own cascade and task, has no deadline (an evaluation waits for every score), and counts the pairs
+  it sends to the model exactly. The default.
 - ``ConnectorLeg``: a running connector, client-side, exactly as `retrosearch search` reranks. The task
-  goes with each request; the cascade and the cache are the connector's own settings.
+  goes with each request; the cascade and the cache are the connector's own settings, and the counts are
+  the ones it reports.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class RerankOutcome:
     # Candidates left without a score by a failure, and why (the backend's error, the deadline).
     unscored: int = 0
     reason: str | None = None
+    # Pairs the model did not answer, in any cascade stage (failed, or cut by a deadline): at least the
+    # unscored candidates.
+    failed: int = 0
 
 
 class RerankLeg(Protocol):
@@ -70,13 +75,15 @@ class InProcessLeg:
         result = await self.reranker.rerank(
             query, [hit.candidate(self.fields) for hit in hits], task=self.task, cascade=self.cascade
         )
+        unscored = result.unscored if result.degraded else 0  # not those a cascade stage left out
         return RerankOutcome(
             ranking=[hits[scored.index].id for scored in result.ranking],
             degraded=result.degraded,
             pairs_scored=result.pairs_scored,
             cache_hits=result.cache_hits,
-            unscored=result.unscored if result.degraded else 0,
+            unscored=unscored,
             reason=degradation_reason(result),
+            failed=max(result.backend_errors, unscored),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -102,8 +109,6 @@ class ConnectorLeg:
         self.fields = fields
 
     async def rerank(self, query: str, hits: Sequence[Hit]) -> RerankOutcome:
-        if not hits:
-            return RerankOutcome(ranking=[], degraded=False)
         # The client is synchronous (and shareable between threads); a thread keeps the queries concurrent.
         answer = await asyncio.to_thread(
             self.client.rerank, query, [hit.candidate(self.fields) for hit in hits], False, self.task
@@ -113,6 +118,9 @@ class ConnectorLeg:
             degraded=answer.degraded,
             unscored=answer.unscored,
             reason=answer.reason,
+            pairs_scored=answer.pairs_scored,
+            cache_hits=answer.cache_hits,
+            failed=max(answer.backend_errors or 0, answer.unscored),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -131,22 +139,30 @@ class ConnectorLeg:
 
 @asynccontextmanager
 async def open_in_process_leg(
-    settings: RerankerSettings, task: TaskDefinition, cascade: Cascade
+    settings: RerankerSettings,
+    task: TaskDefinition,
+    cascade: Cascade,
+    fields: Sequence[str] = DEFAULT_FIELDS,
 ) -> AsyncIterator[InProcessLeg]:
     """The reranker `retrosearch serve` would build from ``settings`` (backend, cache, sampling,
-    truncation), with the evaluation's task and cascade. Fails at once when the backend does not answer,
+    truncation), with the run's task and cascade. Fails at once when the backend does not answer,
     rather than after every query has come back unscored."""
     async with Reranker.from_settings(settings) as reranker:
         if not await reranker.backend.ready():
             raise BackendError(f"the {reranker.backend.kind} backend at {settings.backend_url} is not ready")
-        yield InProcessLeg(reranker, task, cascade)
+        yield InProcessLeg(reranker, task, cascade, fields)
 
 
 @asynccontextmanager
 async def open_connector_leg(
-    url: str, api_key: str | None, task: TaskDefinition
+    url: str,
+    api_key: str | None,
+    task: TaskDefinition | None,
+    fields: Sequence[str] = DEFAULT_FIELDS,
 ) -> AsyncIterator[ConnectorLeg]:
-    # A preset travels by name; the generic task is the connector's own default, so nothing is sent.
-    task_name = None if task.name == "default" else task.name
+    """A leg through the connector at `url`; `task` None (or the generic task, the connector's own
+    default) sends no task, so the connector's configured one applies."""
+    # A preset travels by name.
+    task_name = None if task is None or task.name == "default" else task.name
     with ConnectorClient(url, api_key=api_key, timeout=CONNECTOR_TIMEOUT_S) as client:
-        yield ConnectorLeg(client, task_name)
+        yield ConnectorLeg(client, task_name, fields)

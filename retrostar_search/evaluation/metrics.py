@@ -3,6 +3,9 @@
 Rankings go in as ordered lists of document ids, not as engine scores: pytrec_eval re-sorts by score and
 breaks ties by document id, which would silently reorder tied BM25 scores or integer Retro* scores. Giving
 each document a score from its rank makes the metrics see exactly the order the system produced.
+
+ir-measures (the `eval` extra) is imported when metrics are computed, not when they are named: the rest of
+the package, and `retrosearch eval --help`, work without it.
 """
 
 from __future__ import annotations
@@ -10,9 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import ir_measures
-from ir_measures import AP, RR, P, R, nDCG
+from retrostar_search.extras import import_extra
+
+if TYPE_CHECKING:
+    import ir_measures
 
 Qrels = Mapping[str, Mapping[str, int]]
 # Query id → document ids, best first.
@@ -22,13 +29,13 @@ PerQueryScores = dict[str, dict[str, float]]
 
 DEFAULT_METRICS = "ndcg@10,recall@100,mrr@10"
 
-# User-facing family → (ir-measures measure, whether a cutoff is required).
+# User-facing family → (ir-measures' name of the measure, whether a cutoff is required).
 _FAMILIES = {
-    "ndcg": (nDCG, False),
-    "recall": (R, True),
-    "mrr": (RR, False),
-    "map": (AP, False),
-    "p": (P, True),
+    "ndcg": ("nDCG", False),
+    "recall": ("R", True),
+    "mrr": ("RR", False),
+    "map": ("AP", False),
+    "p": ("P", True),
 }
 _ALIASES = {"r": "recall", "rr": "mrr", "ap": "map", "precision": "p"}
 _METRIC = re.compile(r"^(?P<family>[a-z]+)(?:@(?P<cutoff>\d+))?$")
@@ -43,7 +50,17 @@ class Metric:
     """
 
     name: str
-    measure: ir_measures.Measure
+    measure_name: str  # ir-measures' name: nDCG, R, RR, AP, P
+    cutoff: int | None = None
+
+    @property
+    def measure(self) -> ir_measures.Measure:
+        measure = getattr(_ir_measures(), self.measure_name)
+        return measure if self.cutoff is None else measure @ self.cutoff
+
+
+def _ir_measures() -> ModuleType:
+    return import_extra("ir_measures", "eval", "computing retrieval metrics (`retrosearch eval`)")
 
 
 def parse_metric(text: str) -> Metric:
@@ -52,15 +69,15 @@ def parse_metric(text: str) -> Metric:
     if match is None or family not in _FAMILIES:
         known = ", ".join(f"{name}@K" for name in _FAMILIES)
         raise ValueError(f"unknown metric {text!r}; known: {known} (e.g. ndcg@10,recall@100,mrr@10)")
-    measure, needs_cutoff = _FAMILIES[family]
+    measure_name, needs_cutoff = _FAMILIES[family]
     cutoff = match["cutoff"]
     if cutoff is None:
         if needs_cutoff:
             raise ValueError(f"metric {text!r} needs a cutoff, e.g. {family}@100")
-        return Metric(name=family, measure=measure)
+        return Metric(name=family, measure_name=measure_name)
     if int(cutoff) < 1:
         raise ValueError(f"metric {text!r}: the cutoff must be positive")
-    return Metric(name=f"{family}@{int(cutoff)}", measure=measure @ int(cutoff))
+    return Metric(name=f"{family}@{int(cutoff)}", measure_name=measure_name, cutoff=int(cutoff))
 
 
 def parse_metrics(spec: str) -> list[Metric]:
@@ -77,9 +94,11 @@ def parse_metrics(spec: str) -> list[Metric]:
 
 def deepest_cutoff(metrics: Iterable[Metric]) -> int | None:
     """The largest cutoff asked for (None if some metric has none): how deep a ranking must go."""
-    cutoffs = [metric.measure["cutoff"] for metric in metrics]
-    if any(not isinstance(cutoff, int) for cutoff in cutoffs):
-        return None
+    cutoffs: list[int] = []
+    for metric in metrics:
+        if metric.cutoff is None:
+            return None
+        cutoffs.append(metric.cutoff)
     return max(cutoffs, default=None)
 
 
@@ -126,7 +145,7 @@ def score_run(
     # ir-measures picks the provider per measure: pytrec_eval for nDCG, recall, MAP and P; its MS MARCO
     # implementation for MRR@k, because pytrec_eval's recip_rank ignores cutoffs.
     non_empty_run = {query_id: docs for query_id, docs in scored_run.items() if docs}
-    for result in ir_measures.iter_calc(list(by_measure), scored_qrels, non_empty_run):
+    for result in _ir_measures().iter_calc(list(by_measure), scored_qrels, non_empty_run):
         if result.query_id in scores:
             scores[result.query_id][by_measure[result.measure]] = float(result.value)
     return scores

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from retrostar_search.evaluation.runner import QueryRun
 from retrostar_search.evaluation.summary import EvalSummary
+from retrostar_search.extras import require_extra
 
 SUMMARY_FILE = "summary.json"
 PER_QUERY_JSON = "per_query.json"
@@ -21,7 +22,8 @@ RERANKED_RUN = "run.reranked.trec"
 
 def write_report(summary: EvalSummary, runs: Sequence[QueryRun], out: Path) -> dict[str, str]:
     """Write every output file under ``out``; returns {kind: path} (also recorded in the summary)."""
-    # matplotlib costs a quarter second to import: only `eval` pays it, not every `retrosearch` command.
+    # matplotlib (the `eval` extra) costs a quarter second to import: only the report pays it.
+    require_extra("eval", "the evaluation report's plot")
     from retrostar_search.evaluation.plot import plot_summary
 
     out.mkdir(parents=True, exist_ok=True)

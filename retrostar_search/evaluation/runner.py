@@ -1,5 +1,5 @@
-"""Running the queries: the engine's first stage for every query, then the rerank leg, several queries at
-a time.
+"""Running the queries (of an evaluation, or of `retrosearch warm`): the engine's first stage for every
+query, then the rerank leg, several queries at a time.
 
 The engine clients are synchronous, so first-stage searches run in worker threads; the rerank leg is
 async already. ``concurrency`` bounds how many queries are in flight, which bounds both the engine's
@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from retrostar_search.engines.search import Hit, search_first_stage
-from retrostar_search.evaluation.collection import EvalCollection
+from retrostar_search.engines.search import DEFAULT_FIELDS, Hit, search_first_stage
 from retrostar_search.evaluation.legs import RerankLeg, RerankOutcome
+
+if TYPE_CHECKING:  # the collection module needs the eval extra; `warm` runs queries without it
+    from retrostar_search.evaluation.collection import EvalCollection
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class RunPlan:
     # The first `candidates` hits go to the reranker; the rest keep their first-stage order below them.
     candidates: int
     concurrency: int = 8
+    # Searched by the first stage (and reranked by the leg, which holds the same fields).
+    fields: tuple[str, ...] = DEFAULT_FIELDS
 
 
 @dataclass(frozen=True)
@@ -68,21 +72,23 @@ def judged_in_index(client: Any, index: str, collection: EvalCollection) -> tupl
 
 async def run_queries(
     client: Any,
-    collection: EvalCollection,
+    queries: Mapping[str, str],
     plan: RunPlan,
     leg: RerankLeg | None = None,
     on_query_done: Callable[[], None] = lambda: None,
+    excluded_ids: Mapping[str, set[str]] | None = None,
 ) -> list[QueryRun]:
-    """One QueryRun per query, in the collection's order; an engine or leg exception stops the run."""
+    """One QueryRun per query (id → text), in their order; an engine or leg exception stops the run.
+    `excluded_ids`: per query, ids never to return (BRIGHT's)."""
     slots = asyncio.Semaphore(plan.concurrency)
 
     async def run_one(query_id: str, query: str) -> QueryRun:
         async with slots:
-            excluded = collection.excluded.get(query_id, set())
+            excluded = (excluded_ids or {}).get(query_id, set())
             started = time.perf_counter()
             # Ask for extra hits so that removing this query's excluded ids still leaves `depth` of them.
             hits: list[Hit] = await asyncio.to_thread(
-                search_first_stage, client, plan.index, query, plan.depth + len(excluded)
+                search_first_stage, client, plan.index, query, plan.depth + len(excluded), plan.fields
             )
             first_stage_seconds = time.perf_counter() - started
             kept = [hit for hit in hits if hit.id not in excluded][: plan.depth]
@@ -105,7 +111,5 @@ async def run_queries(
 
     # A task group cancels the queries still running as soon as one fails.
     async with asyncio.TaskGroup() as group:
-        tasks = [
-            group.create_task(run_one(query_id, query)) for query_id, query in collection.queries.items()
-        ]
+        tasks = [group.create_task(run_one(query_id, query)) for query_id, query in queries.items()]
     return [task.result() for task in tasks]

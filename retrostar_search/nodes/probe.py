@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
-
 from retrostar_search.nodes.errors import NodeError
 
 
@@ -25,6 +23,8 @@ class NodeFacts:
 
 def wait_ready(url: str, alive: Callable[[], bool], timeout_s: float) -> None:
     """Return once the cluster is at least yellow; fail early if the node's processes are gone."""
+    import httpx  # here, not at the top: `retrosearch node --help` need not load an HTTP client
+
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=10.0) as client:
         while True:
@@ -44,6 +44,8 @@ def wait_ready(url: str, alive: Callable[[], bool], timeout_s: float) -> None:
 
 
 def facts(url: str) -> NodeFacts:
+    import httpx
+
     try:
         with httpx.Client(timeout=10.0) as client:
             nodes = client.get(
