@@ -25,9 +25,9 @@ from retrostar_search.scoring import Cascade
 from retrostar_search.tasks import DEFAULT_TASK, PRESETS
 from tests.conftest import SGLangRouter
 from tests.scripted_sglang import MODEL, ScriptedSGLangServer, free_port
+from tests.sglang_router import RECOMMENDED_FLAGS
 
 PROMPT = render_prompt(PRESETS["biology"], "why do leaves fall", "abscission layer [[retrostar:77]]")
-MANUAL = ("--policy", "manual", "--assignment-mode", "min_load", "--cb-failure-threshold", "3")
 
 
 def prompts(count: int, query: str = "q") -> list[RenderedPrompt]:
@@ -212,7 +212,7 @@ async def test_every_request_of_a_rerank_carries_its_querys_routing_key(
 async def test_through_the_real_router_each_query_stays_on_one_worker_and_queries_spread(
     sglang_router: Callable[..., SGLangRouter],
 ) -> None:
-    router = sglang_router(2, *MANUAL)
+    router = sglang_router(2, *RECOMMENDED_FLAGS)
     for worker in router.workers:
         worker.script(latency=0.2)
     queries = [f"query {i}" for i in range(8)]

@@ -171,6 +171,24 @@ async def test_unreachable_backend_is_not_ready_and_fails_clearly(http_backends)
         assert secret not in str(failure.value) and secret not in backend.not_ready_reason
 
 
+@pytest.mark.parametrize(
+    ("credentials", "api_key", "expected"),
+    [
+        ("user:pw@", None, "Basic dXNlcjpwdw=="),
+        ("", "sk-key", "Bearer sk-key"),
+        ("user:pw@", "sk-key", "Bearer sk-key"),
+    ],
+)
+async def test_the_url_credentials_or_the_api_key_authorize_the_requests(
+    scripted_sglang, http_backends, credentials, api_key, expected
+) -> None:
+    url = scripted_sglang.url.replace("http://", f"http://{credentials}")
+    backend = await http_backends(url=url, api_key=api_key)
+    await backend.generate(PROMPT, 1, SamplingParams())
+    assert scripted_sglang.stats.requests[-1].headers["authorization"] == expected
+    assert backend.base_url == scripted_sglang.url  # never named with its credentials
+
+
 # --- What the server serves -----------------------------------------------------------------------
 
 

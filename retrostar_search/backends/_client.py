@@ -11,6 +11,7 @@ connections and the losers waited for a later completion, 3-4.5 backend latencie
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import math
@@ -106,10 +107,8 @@ class PooledClient:
         # Credentials in the URL are sent as basic auth (a proxy in front), unless a bearer key is given:
         # one Authorization header holds one of them. The URL itself never carries them into messages.
         if given.user is not None and "Authorization" not in headers:
-            headers = {
-                **headers,
-                "Authorization": aiohttp.BasicAuth(given.user, given.password or "").encode(),
-            }
+            credentials = base64.b64encode(f"{given.user}:{given.password or ''}".encode()).decode()
+            headers = {**headers, "Authorization": f"Basic {credentials}"}
         self.base_url = given.with_user(None)
         self.display_url = str(self.base_url)
         self._headers = dict(headers)
