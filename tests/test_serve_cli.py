@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -22,7 +23,8 @@ import connector.logs
 from connector.background import free_port
 from connector.settings import ENV_PREFIX, ConnectorSettings
 from retrostar_search.cli import app as cli_app
-from retrostar_search.cli.serve import WORKER_APP, load_settings
+from retrostar_search.cli import serve as serve_module
+from retrostar_search.cli.serve import WORKER_APP, load_settings, tune_garbage_collector
 from retrostar_search.scoring import Cascade
 from retrostar_search.settings import BackendKind
 from retrostar_search.tasks import PRESETS
@@ -48,6 +50,8 @@ def captured_run(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     monkeypatch.setattr(uvicorn, "run", run)
     monkeypatch.setattr(connector.logs, "configure_logging", lambda settings: None)
+    # The collector's settings are the server process's too; recorded, not applied to the test run.
+    monkeypatch.setattr(serve_module, "tune_garbage_collector", lambda: captured.update(gc_tuned=True))
     return captured
 
 
@@ -83,6 +87,7 @@ def test_given_options_win_over_env_and_config_and_the_rest_fall_back(
     assert result.exit_code == 0, result.output
     settings: ConnectorSettings = captured_run["app"].state.settings
     assert captured_run["port"] == 9123 and captured_run["host"] == "127.0.0.1"
+    assert captured_run["gc_tuned"] is True
     assert settings.backend is BackendKind.CPU
     assert settings.task_definition() == PRESETS["biology"]  # CLI over config file
     assert settings.strict is True
@@ -410,3 +415,14 @@ def test_request_deadline_is_capped_by_the_server(
     server: float, requested: float | None, effective: float | None
 ) -> None:
     assert ConnectorSettings(deadline=server).deadline_seconds(requested) == effective
+
+
+def test_the_server_process_leaves_its_lasting_objects_out_of_the_collector() -> None:
+    threshold = gc.get_threshold()
+    try:
+        tune_garbage_collector()
+        assert gc.get_freeze_count() > 10_000  # the web stack, the schemas, the settings
+        assert gc.get_threshold()[0] == 10_000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
