@@ -127,8 +127,8 @@ def _in_lib(artifact: ResolvedArtifact, lib_jars: list[str]) -> bool:
 
 
 def _install_plugin(spec: EngineSpec, home: Path, archive: Path, java_home: Path) -> None:
-    env = {**os.environ, "JAVA_HOME": str(java_home), spec.java_home_var: str(java_home)}
-    env.pop(spec.path_conf_var, None)
+    env = {**os.environ, "JAVA_HOME": str(java_home), spec.env_var("JAVA_HOME"): str(java_home)}
+    env.pop(spec.env_var("PATH_CONF"), None)
     result = subprocess.run(
         [str(home / spec.plugin_cli), "install", "--batch", archive.resolve().as_uri()],
         cwd=home,

@@ -31,9 +31,9 @@ def spawn(spec: EngineSpec, home: Path, java_home: Path, heap: str, account: Acc
     env = {
         **os.environ,
         "JAVA_HOME": str(java_home),
-        spec.java_home_var: str(java_home),
-        spec.java_opts_var: f"-Xms{heap} -Xmx{heap}",
-        spec.path_conf_var: str(home / "config"),
+        spec.env_var("JAVA_HOME"): str(java_home),
+        spec.env_var("JAVA_OPTS"): f"-Xms{heap} -Xmx{heap}",
+        spec.env_var("PATH_CONF"): str(home / "config"),
         "HOME": str(home),
     }
     # Under root, drop to the node account (and its groups only); otherwise stay the caller.

@@ -45,25 +45,49 @@ class ModuleSpec:
 
 @dataclass(frozen=True, slots=True)
 class EngineSpec:
+    """One release of an engine. Its integ-test zip is named after the engine (`opensearch`,
+    `elasticsearch`), and so are the folder inside it, the scripts under `bin/` and the config file."""
+
     engine: Engine
-    version: str
     distribution: Coordinate
-    #: Folder name inside the distribution zip.
-    zip_root: str
     modules: tuple[ModuleSpec, ...]
     #: Installed in this order: each may extend the ones before it.
     plugins: tuple[Coordinate, ...]
-    launcher: str
-    plugin_cli: str
-    config_file: str
-    java_home_var: str
-    java_opts_var: str
-    path_conf_var: str
+    #: Of the launch scripts' environment variables: OPENSEARCH_JAVA_HOME, ES_JAVA_HOME (see `env_var`).
+    env_prefix: str
     #: Java majors this release runs on (both ends inclusive, the upper one as verified here); 2.x
     #: OpenSearch needs the SecurityManager, gone in Java 24; OpenSearch 3.x and Elasticsearch 9.x need 21+.
     java_majors: tuple[int, int]
     default_port: int
     extra_settings: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def version(self) -> str:
+        return self.distribution.version
+
+    @property
+    def zip_root(self) -> str:
+        """Folder name inside the distribution zip."""
+        return f"{self.distribution.artifact}-{self.version}"
+
+    @property
+    def launcher(self) -> str:
+        """The start script, relative to the node's home."""
+        return f"bin/{self.distribution.artifact}"
+
+    @property
+    def plugin_cli(self) -> str:
+        """The plugin installer, relative to the node's home."""
+        return f"bin/{self.distribution.artifact}-plugin"
+
+    @property
+    def config_file(self) -> str:
+        """The settings file's name in the node's `config/` folder."""
+        return f"{self.distribution.artifact}.yml"
+
+    def env_var(self, name: str) -> str:
+        """The launch scripts' variable `name` (JAVA_HOME, JAVA_OPTS, PATH_CONF): ES_JAVA_HOME, ..."""
+        return f"{self.env_prefix}_{name}"
 
     @property
     def search_pipeline(self) -> bool:
@@ -83,11 +107,9 @@ _PAINLESS_POLICY = """grant {
 
 OPENSEARCH = EngineSpec(
     engine=Engine.OPENSEARCH,
-    version=_OPENSEARCH_VERSION,
     distribution=Coordinate(
         "org.opensearch.distribution.integ-test-zip", "opensearch", _OPENSEARCH_VERSION, "zip"
     ),
-    zip_root=f"opensearch-{_OPENSEARCH_VERSION}",
     modules=(
         ModuleSpec(
             name="lang-painless",
@@ -108,12 +130,7 @@ OPENSEARCH = EngineSpec(
         Coordinate("org.opensearch.plugin", name, _OPENSEARCH_PLUGIN_VERSION, "zip")
         for name in ("opensearch-job-scheduler", "opensearch-knn", "opensearch-ml-plugin", "neural-search")
     ),
-    launcher="bin/opensearch",
-    plugin_cli="bin/opensearch-plugin",
-    config_file="opensearch.yml",
-    java_home_var="OPENSEARCH_JAVA_HOME",
-    java_opts_var="OPENSEARCH_JAVA_OPTS",
-    path_conf_var="OPENSEARCH_PATH_CONF",
+    env_prefix="OPENSEARCH",
     java_majors=(11, 21),
     default_port=9200,
     # Harmless on one node and saves `setup` a step; remote models then deploy on this data node.
@@ -124,21 +141,14 @@ _ELASTICSEARCH_VERSION = "8.19.7"
 
 ELASTICSEARCH = EngineSpec(
     engine=Engine.ELASTICSEARCH,
-    version=_ELASTICSEARCH_VERSION,
     distribution=Coordinate(
         "org.elasticsearch.distribution.integ-test-zip", "elasticsearch", _ELASTICSEARCH_VERSION, "zip"
     ),
-    zip_root=f"elasticsearch-{_ELASTICSEARCH_VERSION}",
     # Central serves no 8.x module jars (`org.elasticsearch.plugin:analysis-common:8.19.7` is not
     # there), so this node has only the analyzers built into the server: see docs/nodes.md.
     modules=(),
     plugins=(),
-    launcher="bin/elasticsearch",
-    plugin_cli="bin/elasticsearch-plugin",
-    config_file="elasticsearch.yml",
-    java_home_var="ES_JAVA_HOME",
-    java_opts_var="ES_JAVA_OPTS",
-    path_conf_var="ES_PATH_CONF",
+    env_prefix="ES",
     java_majors=(17, 24),
     default_port=9201,
     # A local test node: the zip ships x-pack security, which would demand TLS and passwords.
@@ -148,14 +158,7 @@ ELASTICSEARCH = EngineSpec(
 
 def _other_version(base: EngineSpec, version: str, **changes: Any) -> EngineSpec:
     """`base` for another release of the same integ-test zip, with `changes` where that release differs."""
-    distribution = replace(base.distribution, version=version)
-    return replace(
-        base,
-        version=version,
-        distribution=distribution,
-        zip_root=f"{distribution.artifact}-{version}",
-        **changes,
-    )
+    return replace(base, distribution=replace(base.distribution, version=version), **changes)
 
 
 def _bare_opensearch(version: str) -> EngineSpec:
