@@ -21,20 +21,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from retrostar_search.engines.search import Hit
 from retrostar_search.errors import InvalidInput, SearchError
-from retrostar_search.evaluation.legs import RerankLeg, RerankOutcome
+from retrostar_search.evaluation.legs import LegOpener, RerankLeg, RerankOutcome
 from retrostar_search.evaluation.runner import RunPlan, run_queries
 
 DEFAULT_CANDIDATES = 100
 DEFAULT_CONCURRENCY = 8
 _KEPT_ERRORS = 3
-
-LegOpener = Callable[[], AbstractAsyncContextManager[RerankLeg]]
 
 
 @dataclass

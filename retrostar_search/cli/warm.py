@@ -33,13 +33,12 @@ from retrostar_search.engines.connection import EngineConnection
 from retrostar_search.engines.connector_endpoint import split_fields
 from retrostar_search.engines.search import ConnectorClient
 from retrostar_search.errors import ExitCode, InvalidInput
-from retrostar_search.evaluation.legs import open_connector_leg, open_in_process_leg
+from retrostar_search.evaluation.legs import LegOpener, open_connector_leg, open_in_process_leg
 from retrostar_search.evaluation.runner import RunPlan
 from retrostar_search.settings import RerankerSettings
 from retrostar_search.warming import (
     DEFAULT_CANDIDATES,
     DEFAULT_CONCURRENCY,
-    LegOpener,
     WarmSummary,
     distinct_queries,
     warm_cache,

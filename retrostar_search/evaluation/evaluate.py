@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
@@ -20,7 +20,7 @@ from retrostar_search.evaluation.collection import (
     load_collection,
     open_reader,
 )
-from retrostar_search.evaluation.legs import RerankLeg, open_connector_leg, open_in_process_leg
+from retrostar_search.evaluation.legs import LegOpener, open_connector_leg, open_in_process_leg
 from retrostar_search.evaluation.metrics import Metric, deepest_cutoff, parse_metrics
 from retrostar_search.evaluation.runner import QueryRun, RunPlan, run_queries
 from retrostar_search.evaluation.summary import EvalSummary, summarise
@@ -31,8 +31,6 @@ from retrostar_search.tasks import PRESETS, TaskDefinition, resolve_task
 DEFAULT_CANDIDATES = 100
 # First-stage depth when a metric has no cutoff (map, ndcg): BEIR's retrieval depth.
 FULL_DEPTH = 1000
-
-LegOpener = Callable[[], AbstractAsyncContextManager[RerankLeg]]
 
 
 def default_cache_path() -> Path:

@@ -15,8 +15,8 @@ default, as OpenSearch's rerank processor builds it):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -54,6 +54,10 @@ class RerankLeg(Protocol):
     def describe(self) -> dict[str, Any]:
         """What produced the reranked figures, for the summary."""
         ...
+
+
+# What opens a leg inside the run's event loop (async HTTP clients bind to the loop that uses them).
+LegOpener = Callable[[], AbstractAsyncContextManager[RerankLeg]]
 
 
 class InProcessLeg:
