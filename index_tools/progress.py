@@ -113,7 +113,7 @@ class _RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         rate = _rate(task)
-        return Text(f"{rate:,.0f} {self.unit}" if rate else f"- {self.unit}", style="progress.data.speed")
+        return Text(_rate_text(rate, self.unit) if rate else f"- {self.unit}", style="progress.data.speed")
 
 
 class _TimeLeftColumn(ProgressColumn):
@@ -131,6 +131,11 @@ class _TimeLeftColumn(ProgressColumn):
 def _rate(task: Task) -> float:
     elapsed = task.elapsed
     return task.completed / elapsed if elapsed else 0.0
+
+
+def _rate_text(rate: float, unit: str) -> str:
+    # A decimal below 10/s: a warm-up or an evaluation with Retro* runs a query or two a second.
+    return f"{rate:,.{0 if rate >= 10 else 1}f} {unit}"
 
 
 @contextmanager
@@ -192,7 +197,7 @@ class PlainProgress:
             line += f" ({100 * self.done / total:.0f}%)"
         if self.done:
             rate = self.done / elapsed if elapsed > 0 else 0.0
-            line += f", {rate:,.{0 if rate >= 10 else 1}f} {units.rate}, {_duration(elapsed)} elapsed"
+            line += f", {_rate_text(rate, units.rate)}, {_duration(elapsed)} elapsed"
             if total and rate and self.done < total:
                 line += f", about {_duration((total - self.done) / rate)} left"
         print(line, file=self.stream, flush=True)

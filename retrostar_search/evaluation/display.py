@@ -3,24 +3,15 @@ lines on stderr elsewhere, as indexing does), then the table, what reranked and 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from index_tools.progress import FixedTotal, Units, plain_lines
+from index_tools.progress import FixedTotal, Units, run_progress
 from retrostar_search.evaluation.summary import EvalSummary
 
 QUERY_UNITS = Units(doing="eval", things="queries", rate="queries/s")
@@ -28,24 +19,10 @@ QUERY_UNITS = Units(doing="eval", things="queries", rate="queries/s")
 
 @contextmanager
 def query_progress(console: Console, total: int) -> Iterator[Callable[[], None]]:
-    """Progress over the queries; yields the callback that marks one query done. A run whose output is
-    not a terminal (CI, a log file, a pipe) gets a plain line every few seconds instead of a bar that
-    would only be drawn at the end."""
-    if not console.is_terminal:
-        with plain_lines(sys.stderr, FixedTotal(total), units=QUERY_UNITS) as advance:
-            yield lambda: advance(1)
-        return
-    columns = [
-        TextColumn("[bold]queries"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("queries", total=total)
-        yield lambda: progress.advance(task)
+    """Progress over the queries, as indexing and warming show theirs; yields the callback that marks one
+    query done."""
+    with run_progress(console, FixedTotal(total), QUERY_UNITS) as advance:
+        yield lambda: advance(1)
 
 
 def print_summary(console: Console, summary: EvalSummary) -> None:
