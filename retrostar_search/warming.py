@@ -22,12 +22,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
+from index_tools.readers import QueryFormat, read_queries
 from retrostar_search.engines.search import Hit
 from retrostar_search.errors import InvalidInput, SearchError
 from retrostar_search.evaluation.legs import LegOpener, RerankLeg, RerankOutcome
 from retrostar_search.evaluation.runner import RunPlan, run_queries
+from retrostar_search.settings import RerankerSettings
 
 DEFAULT_CANDIDATES = 100
 DEFAULT_CONCURRENCY = 8
@@ -48,11 +51,16 @@ class WarmSummary:
     errors: list[str]
     rerank: dict[str, Any]
     # Queries left out because the same text came earlier in the list.
-    duplicates: int = 0
+    duplicates: int
 
     @classmethod
     def of(
-        cls, outcomes: Sequence[RerankOutcome], seconds: float, errors: list[str], rerank: dict[str, Any]
+        cls,
+        outcomes: Sequence[RerankOutcome],
+        seconds: float,
+        errors: list[str],
+        rerank: dict[str, Any],
+        duplicates: int,
     ) -> WarmSummary:
         return cls(
             queries=len(outcomes),
@@ -63,6 +71,7 @@ class WarmSummary:
             seconds=seconds,
             errors=errors,
             rerank=rerank,
+            duplicates=duplicates,
         )
 
     @property
@@ -79,6 +88,48 @@ class WarmSummary:
             "seconds": round(self.seconds, 3),
             "pairs_per_second": round(self.pairs_per_second, 2),
         }
+
+
+@dataclass(frozen=True)
+class WarmPlan:
+    """A warm-up as asked, checked before anything is contacted: the distinct queries (`duplicates`:
+    repeats of an earlier text, left out) and the searches each runs."""
+
+    queries: dict[str, str]
+    duplicates: int
+    run: RunPlan
+
+
+def plan_warming(
+    path: Path,
+    query_format: QueryFormat,
+    *,
+    index: str,
+    candidates: int,
+    fields: tuple[str, ...],
+    concurrency: int,
+) -> WarmPlan:
+    """Read the query list; raises InvalidInput (naming the file and line) or OSError for one that cannot
+    be warmed."""
+    queries, duplicates = distinct_queries(read_queries(path, query_format))
+    if not queries:
+        raise InvalidInput(f"{path}: no queries")
+    run = RunPlan(
+        index=index, depth=candidates, candidates=candidates, concurrency=concurrency, fields=fields
+    )
+    return WarmPlan(queries, duplicates, run)
+
+
+def require_shared_cache(settings: RerankerSettings) -> None:
+    """In-process warming is only worth its GPU time into a cache the connector reads too: InvalidInput
+    when `settings` name none."""
+    shared = settings.cache_path is not None or settings.cache_url is not None
+    if settings.cache_size == 0 or not shared:
+        raise InvalidInput(
+            "warming in this process needs the connector's persistent cache: its --cache-path (sqlite "
+            "file) or its shared cache server, and a --cache-size above 0 (or warm through it with "
+            "--connector-url)"
+        )
 
 
 def distinct_queries(queries: Mapping[str, str]) -> tuple[dict[str, str], int]:
@@ -115,18 +166,16 @@ class _ToleratingLeg:
 
 async def warm_cache(
     client: Any,
-    queries: Mapping[str, str],
-    plan: RunPlan,
+    plan: WarmPlan,
     open_leg: LegOpener,
     on_query_done: Callable[[], None] = lambda: None,
 ) -> WarmSummary:
-    """Score the top `plan.candidates` of every query into the cache (see the module docstring); give
-    `distinct_queries`' list, so that no query is scored twice."""
+    """Score the top `candidates` of every query of the plan into the cache (see the module docstring)."""
     errors: list[str] = []
     started = time.perf_counter()
     # The leg is opened inside the event loop: async HTTP clients bind to the loop that uses them.
     async with open_leg() as leg:
-        runs = await run_queries(client, queries, plan, _ToleratingLeg(leg, errors), on_query_done)
+        runs = await run_queries(client, plan.queries, plan.run, _ToleratingLeg(leg, errors), on_query_done)
         rerank = leg.describe()
     outcomes = [run.rerank for run in runs if run.rerank is not None]
-    return WarmSummary.of(outcomes, time.perf_counter() - started, errors, rerank)
+    return WarmSummary.of(outcomes, time.perf_counter() - started, errors, rerank, plan.duplicates)

@@ -24,23 +24,23 @@ from rich.console import Console
 from rich.markup import escape
 
 from index_tools.progress import FixedTotal, Units, run_progress
-from index_tools.readers import QueryFormat, read_queries
-from retrostar_search.cli.connection import ENGINE, connection_options
+from index_tools.readers import QueryFormat
+from retrostar_search.cli.connection import ENGINE, connection_options, open_engine
 from retrostar_search.cli.errors import command_errors, fail, scrub
 from retrostar_search.cli.options import in_panel, set_signature
 from retrostar_search.cli.serve import RERANKER_PANELS, load_settings, setting_options
 from retrostar_search.engines.connection import EngineConnection
 from retrostar_search.engines.connector_endpoint import split_fields
 from retrostar_search.engines.search import ConnectorClient
-from retrostar_search.errors import ExitCode, InvalidInput
+from retrostar_search.errors import ExitCode, InvalidInput, SearchError
 from retrostar_search.evaluation.legs import LegOpener, open_connector_leg, open_in_process_leg
-from retrostar_search.evaluation.runner import RunPlan
-from retrostar_search.settings import RerankerSettings
+from retrostar_search.factory import check_extras
 from retrostar_search.warming import (
     DEFAULT_CANDIDATES,
     DEFAULT_CONCURRENCY,
     WarmSummary,
-    distinct_queries,
+    plan_warming,
+    require_shared_cache,
     warm_cache,
 )
 
@@ -122,48 +122,40 @@ def warm(
 ) -> None:
     """Score the searches of a query list into the cache, so that they call no model afterwards."""
     given = {name: value for name, value in reranker.items() if value is not None}
+    field_names = split_fields(fields)
     try:
-        distinct, duplicates = distinct_queries(read_queries(queries, query_format))
+        plan = plan_warming(
+            queries,
+            query_format,
+            index=index,
+            candidates=candidates,
+            fields=field_names,
+            concurrency=concurrency,
+        )
     except (InvalidInput, OSError) as error:
         raise typer.BadParameter(str(error), param_hint="QUERIES") from None
-    if not distinct:
-        raise typer.BadParameter(f"{queries}: no queries", param_hint="QUERIES")
-    field_names = tuple(split_fields(fields))
-    plan = RunPlan(
-        index=index, depth=candidates, candidates=candidates, concurrency=concurrency, fields=field_names
-    )
     # With --json, stdout carries the JSON only; everything for people goes to stderr.
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
-    if connector_url is not None:
+    if connector_url is None:
+        open_leg = _in_process_leg(given, serve_config, field_names)
+    else:
         if given or serve_config is not None:
+            named = ", ".join("--" + name.replace("_", "-") for name in sorted(given)) or "--config"
             raise typer.BadParameter(
                 "--connector-url warms the connector's cache with its own backend, task, cascade and cache; "
-                f"the reranker options ({', '.join('--' + name.replace('_', '-') for name in sorted(given)) or '--config'}) "
-                "are for warming in this process"
+                f"the reranker options ({named}) are for warming in this process"
             )
         open_leg = _connector_leg(console, connector_url, connector_api_key, field_names)
-    else:
-        settings = load_settings({**given, **({"config": serve_config} if serve_config else {})})
-        _require_a_shared_cache(settings)
-        open_leg = partial(
-            open_in_process_leg, settings, settings.task_definition(), settings.cascade_plan(), field_names
-        )
-
-    header = (
-        f"warming {len(distinct)} queries × {candidates} candidates of {index!r} at {connection.resolved_url}"
-    )
+    client = open_engine(console, connection)
+    header = f"warming {len(plan.queries)} queries × {candidates} candidates of {index!r} at {connection.resolved_url}"
     console.print(escape(scrub(header, connection)))
-    client = connection.client()
     try:
-        with run_progress(console, FixedTotal(len(distinct)), WARMING) as advance:
-            summary = asyncio.run(
-                warm_cache(client, distinct, plan, open_leg, on_query_done=lambda: advance(1))
-            )
+        with run_progress(console, FixedTotal(len(plan.queries)), WARMING) as advance:
+            summary = asyncio.run(warm_cache(client, plan, open_leg, on_query_done=lambda: advance(1)))
     except* command_errors() as group:
         fail(console, group.exceptions[0], connection=connection)
     finally:
         client.close()
-    summary.duplicates = duplicates
     _print_summary(console, summary, as_json)
 
 
@@ -171,26 +163,23 @@ def register(app: typer.Typer) -> None:
     app.command("warm")(warm)
 
 
-def _require_a_shared_cache(settings: RerankerSettings) -> None:
-    """In-process warming is only worth its GPU time into a cache the connector reads too."""
-    shared = settings.cache_path is not None or settings.cache_url is not None
-    if settings.cache_size == 0 or not shared:
-        raise typer.BadParameter(
-            "warming in this process needs the connector's persistent cache: its --cache-path (sqlite "
-            "file) or its shared cache server, and a --cache-size above 0 (or warm through it with "
-            "--connector-url)"
-        )
+def _in_process_leg(given: dict[str, Any], config: Path | None, fields: tuple[str, ...]) -> LegOpener:
+    """The reranker `serve` would build from these options (and its environment and config file)."""
+    settings = load_settings({**given, **({"config": config} if config else {})})
+    check_extras(settings)
+    try:
+        require_shared_cache(settings)
+    except InvalidInput as error:
+        raise typer.BadParameter(str(error)) from None
+    return partial(open_in_process_leg, settings, settings.task_definition(), settings.cascade_plan(), fields)
 
 
 def _connector_leg(console: Console, url: str, api_key: str | None, fields: tuple[str, ...]) -> LegOpener:
     with ConnectorClient(url, api_key=api_key) as probe:
         readiness = probe.readiness()
     if not readiness.reachable:
-        console.print(
-            f"[bold red]error:[/] the connector at {escape(readiness.url)} does not answer: "
-            f"{escape(readiness.problem or '')}"
-        )
-        raise typer.Exit(ExitCode.FAILED)
+        problem = f"the connector at {readiness.url} does not answer: {readiness.problem}"
+        fail(console, SearchError(problem, hint=readiness.hint))
     # No task: the connector's own applies, as for the searches the pipeline sends it.
     return partial(open_connector_leg, url, api_key, None, fields)
 
