@@ -111,15 +111,10 @@ class IndexState:
 
 
 def prepare_index(
-    ops: EngineOps,
-    index: str,
-    analyzer: str = DEFAULT_ANALYZER,
-    shards: int = 1,
-    replicas: int = 0,
-    recreate: bool = False,
-    force: bool = False,
+    ops: EngineOps, index: str, *, analyzer: str, shards: int, replicas: int, recreate: bool, force: bool
 ) -> IndexState:
-    """Create the index (replacing it with ``recreate``), or check that the existing one fits.
+    """Create the index (replacing it with ``recreate``), or check that the existing one fits (the options
+    and their defaults are `index_tools.run.IndexSettings`).
 
     Raises IncompatibleIndexError when the existing mapping does not fit and ``force`` is not set.
     """

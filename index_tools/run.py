@@ -99,11 +99,11 @@ def index_corpus(
     state = prepare_index(
         ops,
         settings.index,
-        settings.analyzer,
-        settings.shards,
-        settings.replicas,
-        settings.recreate,
-        settings.force,
+        analyzer=settings.analyzer,
+        shards=settings.shards,
+        replicas=settings.replicas,
+        recreate=settings.recreate,
+        force=settings.force,
     )
     policy = DocumentPolicy(settings.max_doc_bytes, settings.truncate_huge)
     read = 0
