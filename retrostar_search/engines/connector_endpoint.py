@@ -1,6 +1,8 @@
-"""The Retro* connector as an engine calls it: its URL, and the credential an engine stores for it.
+"""The Retro* connector as engines and clients call it: its URL and paths, the credential an engine stores
+for it, the fingerprint naming one rerank, and the request a setup plans.
 
-Shared by the OpenSearch and Elasticsearch wiring, which both call the connector's Cohere-shaped rerank API.
+Shared by the OpenSearch and Elasticsearch wiring, which both call the connector's Cohere-shaped rerank
+API, and by the client-side paths (search, doctor, warm), which rank the same fields.
 """
 
 from __future__ import annotations

@@ -63,9 +63,10 @@ def rerank_processor(pipeline: str, body: Mapping[str, Any] | None) -> RerankPro
         raise PipelineWiringError(f"no search pipeline {pipeline!r}", "pipeline")
     for processor in body.get("response_processors") or []:
         rerank = processor.get("rerank") if isinstance(processor, Mapping) else None
-        model_id = (rerank or {}).get("ml_opensearch", {}).get("model_id")
+        if not isinstance(rerank, Mapping):
+            continue
+        model_id = rerank.get("ml_opensearch", {}).get("model_id")
         if model_id:
-            assert rerank is not None
             fields = (rerank.get("context") or {}).get("document_fields") or []
             return RerankProcessor(str(model_id), tuple(fields), bool(rerank.get("ignore_failure", False)))
     raise PipelineWiringError(f"search pipeline {pipeline!r} has no ML Commons rerank processor", "pipeline")

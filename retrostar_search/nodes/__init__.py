@@ -14,11 +14,10 @@ from retrostar_search.nodes.manager import (
     node_status,
     stop_node,
 )
-from retrostar_search.nodes.specs import DEFAULT_SPECS, VERSIONS
+from retrostar_search.nodes.specs import VERSIONS
 
 __all__ = [
     "DEFAULT_HEAP",
-    "DEFAULT_SPECS",
     "DEFAULT_START_TIMEOUT_S",
     "VERSIONS",
     "NodeError",
