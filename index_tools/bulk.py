@@ -189,9 +189,7 @@ class BulkLoader:
                     kept = self._without_unserialisable(unanswered, result)
                     if len(kept) == len(unanswered):
                         raise BulkAbort(f"bulk request failed: {error}") from error
-                    if not retry:
-                        if not kept:
-                            return result
+                    if kept and not retry:
                         pending = kept
                         continue
                     retry.extend(kept)
