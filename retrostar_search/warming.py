@@ -28,7 +28,7 @@ from typing import Any
 from index_tools.readers import QueryFormat, read_queries
 from retrostar_search.engines.search import Hit
 from retrostar_search.errors import InvalidInput, SearchError
-from retrostar_search.evaluation.legs import LegOpener, RerankLeg, RerankOutcome
+from retrostar_search.evaluation.legs import LegOpener, LegOutcome, RerankLeg
 from retrostar_search.evaluation.runner import RunPlan, run_queries
 from retrostar_search.settings import RerankerSettings
 
@@ -56,7 +56,7 @@ class WarmSummary:
     @classmethod
     def of(
         cls,
-        outcomes: Sequence[RerankOutcome],
+        outcomes: Sequence[LegOutcome],
         seconds: float,
         errors: list[str],
         rerank: dict[str, Any],
@@ -152,13 +152,13 @@ class _ToleratingLeg:
         self.leg = leg
         self.errors = errors
 
-    async def rerank(self, query: str, hits: Sequence[Hit]) -> RerankOutcome:
+    async def rerank(self, query: str, hits: Sequence[Hit]) -> LegOutcome:
         try:
             return await self.leg.rerank(query, hits)
         except SearchError as error:
             if len(self.errors) < _KEPT_ERRORS:
                 self.errors.append(str(error))
-            return RerankOutcome(ranking=[], degraded=True, pairs_scored=0, cache_hits=0, failed=len(hits))
+            return LegOutcome(ranking=[], degraded=True, pairs_scored=0, cache_hits=0, failed=len(hits))
 
     def describe(self) -> dict[str, Any]:
         return self.leg.describe()

@@ -32,7 +32,10 @@ CONNECTOR_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
-class RerankOutcome:
+class LegOutcome:
+    """How one query's candidates came back from a leg (the connector's own record of a rerank is
+    `engines.connector_client.RerankOutcome`)."""
+
     # The candidates' ids, best first.
     ranking: list[str]
     # True when some candidate went unscored (backend failure): its place is a first-stage guess.
@@ -49,7 +52,7 @@ class RerankOutcome:
 
 
 class RerankLeg(Protocol):
-    async def rerank(self, query: str, hits: Sequence[Hit]) -> RerankOutcome: ...
+    async def rerank(self, query: str, hits: Sequence[Hit]) -> LegOutcome: ...
 
     def describe(self) -> dict[str, Any]:
         """What produced the reranked figures, for the summary."""
@@ -73,14 +76,14 @@ class InProcessLeg:
         self.cascade = cascade
         self.fields = fields
 
-    async def rerank(self, query: str, hits: Sequence[Hit]) -> RerankOutcome:
+    async def rerank(self, query: str, hits: Sequence[Hit]) -> LegOutcome:
         if not hits:
-            return RerankOutcome(ranking=[], degraded=False, pairs_scored=0, cache_hits=0)
+            return LegOutcome(ranking=[], degraded=False, pairs_scored=0, cache_hits=0)
         result = await self.reranker.rerank(
             query, [hit.candidate(self.fields) for hit in hits], task=self.task, cascade=self.cascade
         )
         unscored = result.unscored if result.degraded else 0  # not those a cascade stage left out
-        return RerankOutcome(
+        return LegOutcome(
             ranking=[hits[scored.index].id for scored in result.ranking],
             degraded=result.degraded,
             pairs_scored=result.pairs_scored,
@@ -112,12 +115,12 @@ class ConnectorLeg:
         self.task = task
         self.fields = fields
 
-    async def rerank(self, query: str, hits: Sequence[Hit]) -> RerankOutcome:
+    async def rerank(self, query: str, hits: Sequence[Hit]) -> LegOutcome:
         # The client is synchronous (and shareable between threads); a thread keeps the queries concurrent.
         answer = await asyncio.to_thread(
             self.client.rerank, query, [hit.candidate(self.fields) for hit in hits], False, self.task
         )
-        return RerankOutcome(
+        return LegOutcome(
             ranking=[hits[score.index].id for score in answer.scores],
             degraded=answer.degraded,
             unscored=answer.unscored,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from retrostar_search.engines.search import DEFAULT_FIELDS, Hit, search_first_stage
-from retrostar_search.evaluation.legs import RerankLeg, RerankOutcome
+from retrostar_search.evaluation.legs import LegOutcome, RerankLeg
 
 if TYPE_CHECKING:  # the collection module needs the eval extra; `warm` runs queries without it
     from retrostar_search.evaluation.collection import EvalCollection
@@ -41,10 +41,10 @@ class QueryRun:
     reranked: list[str] | None
     first_stage_seconds: float
     rerank_seconds: float | None = None
-    rerank: RerankOutcome | None = None
+    rerank: LegOutcome | None = None
 
 
-def reranked_ranking(first_stage: Sequence[str], candidates: int, outcome: RerankOutcome) -> list[str]:
+def reranked_ranking(first_stage: Sequence[str], candidates: int, outcome: LegOutcome) -> list[str]:
     """The reranked candidates, then the first-stage hits beyond them (the usual rerank-top-k run)."""
     reranked = set(outcome.ranking)
     return [*outcome.ranking, *(doc_id for doc_id in first_stage[candidates:] if doc_id not in reranked)]
