@@ -25,7 +25,14 @@ from index_tools.readers.bright import BrightExport, BrightLayoutError, bright_m
 from index_tools.readers.delimited import DelimitedCorpus
 from index_tools.readers.fields import FieldNames
 from index_tools.readers.files import SUPPORTED_SUFFIXES, FilesCorpus, html_to_text, visible_files
-from index_tools.readers.jsonl import ReadMeter, count_lines, is_jsonl, read_jsonl, total_count
+from index_tools.readers.jsonl import (
+    JSONL_SUFFIXES,
+    ReadMeter,
+    count_lines,
+    is_jsonl,
+    read_jsonl,
+    total_count,
+)
 from index_tools.readers.queries import QueryFormat, read_queries
 from index_tools.records import ReadResult
 from retrostar_search.errors import InvalidInput
@@ -126,7 +133,7 @@ _MISREAD = {
 def format_from_name(path: Path) -> CorpusFormat | None:
     """The format a file's name gives (``.jsonl[.gz]``, ``.csv``, ``.tsv``), else None."""
     name = path.name.lower()
-    if name.endswith((".jsonl", ".jsonl.gz")):
+    if name.endswith(JSONL_SUFFIXES):
         return CorpusFormat.JSONL
     if name.endswith(".csv"):
         return CorpusFormat.CSV

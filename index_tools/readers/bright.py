@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from index_tools.readers.fields import FieldNames, document_from_row
-from index_tools.readers.jsonl import ReadMeter, count_lines, iter_json_lines, total_count
+from index_tools.readers.jsonl import JSONL_SUFFIXES, ReadMeter, count_lines, iter_json_lines, total_count
 from index_tools.records import RawRecord, ReadResult, Rejected, lone_surrogate, raw_text
 from retrostar_search.errors import InvalidInput
 from retrostar_search.extras import import_extra
 
-ROW_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz")
+ROW_SUFFIXES = (".parquet", *JSONL_SUFFIXES)
 # BRIGHT fills excluded_ids with this placeholder when a query has none.
 NO_EXCLUSION = "N/A"
 PARQUET_BATCH_ROWS = 1024
