@@ -18,6 +18,8 @@ from retrostar_search.cli.search import (
     ConnectorApiKeyOpt,
     ConnectorTimeoutOpt,
     ConnectorUrlOpt,
+    FieldsOpt,
+    JsonOpt,
     PipelineOpt,
 )
 from retrostar_search.doctor import Diagnosis, Status, diagnose
@@ -33,13 +35,13 @@ _STYLES = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "bold red", S
 def doctor(
     *,
     index: Annotated[str | None, typer.Option(help="Index to check (its documents and fields).")] = None,
-    fields: Annotated[str, typer.Option(help="Comma-separated fields searched and reranked.")] = "title,text",
+    fields: FieldsOpt = "title,text",
     pipeline: PipelineOpt = "retrostar",
     client_side: ClientSideOpt = False,
     connector_url: ConnectorUrlOpt = "http://127.0.0.1:8000",
     connector_api_key: ConnectorApiKeyOpt = None,
     connector_timeout: ConnectorTimeoutOpt = 10.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: JsonOpt = False,
     connection: EngineConnection,
 ) -> None:
     """Check the chain a reranked search takes: engine, index, pipeline, model, connector, backend, task."""

@@ -53,6 +53,8 @@ ConnectorApiKeyOpt = Annotated[
 ]
 TaskOpt = Annotated[str | None, _rerank("Task preset for client-side rerank (default: the connector's).")]
 ConnectorTimeoutOpt = Annotated[float, _rerank("Seconds to wait for the connector.")]
+FieldsOpt = Annotated[str, typer.Option(help="Comma-separated fields searched and reranked.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 @connection_options(ENGINE)
@@ -63,8 +65,8 @@ def search(
     candidates: Annotated[int, typer.Option(help="BM25 hits to rerank (N).", min=1)] = 20,
     top: Annotated[int, typer.Option(help="Reranked hits to keep (K <= N).", min=1)] = 10,
     explain: Annotated[bool, typer.Option(help="Show Retro*'s reasoning for each kept hit.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    fields: Annotated[str, typer.Option(help="Comma-separated fields searched and reranked.")] = "title,text",
+    as_json: JsonOpt = False,
+    fields: FieldsOpt = "title,text",
     pipeline: PipelineOpt = "retrostar",
     client_side: ClientSideOpt = False,
     connector_url: ConnectorUrlOpt = "http://127.0.0.1:8000",
