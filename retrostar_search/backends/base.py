@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypedDict, Unpack
 
 from retrostar_search.prompts import RenderedPrompt
 from retrostar_search.scoring import FinishReason
@@ -58,6 +58,16 @@ class Generation:
     cached_tokens: int | None = None
 
 
+class GenerateOptions(TypedDict, total=False):
+    """What a request may say about itself besides the prompt, for the server and what routes to it."""
+
+    rid: str
+    """The request's id on the server (SGLang's `rid`), by which it can be aborted; the backend makes one
+    up when none is given."""
+    routing_key: str
+    """Keeps every request of one query on one worker behind a router (`backends.routing`)."""
+
+
 class Backend(ABC):
     """Generates `n` sampled Retro* trajectories for one prompt."""
 
@@ -74,19 +84,10 @@ class Backend(ABC):
 
     @abstractmethod
     async def generate(
-        self,
-        prompt: RenderedPrompt,
-        n: int,
-        params: SamplingParams,
-        *,
-        rid: str | None = None,
-        routing_key: str | None = None,
+        self, prompt: RenderedPrompt, n: int, params: SamplingParams, **options: Unpack[GenerateOptions]
     ) -> list[Generation]:
-        """Return exactly `n` generations, or raise `retrostar_search.errors.BackendError`.
-
-        `rid` names the request on the server (SGLang's request id) so that it can be aborted; `routing_key`
-        keeps every request of one query on one worker behind a router. Cancelling the call must free the
-        server's work on it."""
+        """Return exactly `n` generations, or raise `retrostar_search.errors.BackendError`. Cancelling the
+        call must free the server's work on it."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook; most backends have nothing to ask
         """Ask the server what it serves (model, context length), before the first request. Raises

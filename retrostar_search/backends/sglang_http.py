@@ -23,12 +23,12 @@ import json
 import logging
 import uuid
 from abc import abstractmethod
-from typing import Any
+from typing import Any, Unpack
 
 from retrostar_search.backends._answers import chat_generations, sglang_generations
 from retrostar_search.backends._client import PooledClient, RequestTimedOut
 from retrostar_search.backends._discovery import ModelNotServed, ServedModel, ServerKind, discover
-from retrostar_search.backends.base import DEFAULT_MODEL, Backend, Generation, SamplingParams
+from retrostar_search.backends.base import DEFAULT_MODEL, Backend, GenerateOptions, Generation, SamplingParams
 from retrostar_search.backends.routing import ROUTING_KEY_HEADER
 from retrostar_search.errors import BackendError
 from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_template
@@ -168,17 +168,12 @@ class _HTTPBackend(Backend):
     # -- generation ------------------------------------------------------------------------------
 
     async def generate(
-        self,
-        prompt: RenderedPrompt,
-        n: int,
-        params: SamplingParams,
-        *,
-        rid: str | None = None,
-        routing_key: str | None = None,
+        self, prompt: RenderedPrompt, n: int, params: SamplingParams, **options: Unpack[GenerateOptions]
     ) -> list[Generation]:
         if self.served is None:
             await self._discover_before_use()
-        rid = rid or next(self._rids)
+        rid = options.get("rid") or next(self._rids)
+        routing_key = options.get("routing_key")
         headers = {ROUTING_KEY_HEADER: routing_key} if routing_key else None
         async with self._slots:
             # Rendered only now: the prompts of a large rerank are not all held at once.
