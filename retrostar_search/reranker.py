@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -474,13 +473,12 @@ class Reranker:
         return replace(second, retried=True, discarded=first.samples)
 
     async def _attempt(self, prompt: RenderedPrompt, samples: int) -> _PairOutcome:
-        # Each attempt has a request id of its own: the server refuses one that is still live.
+        # No rid: the backend gives each attempt one of its own (the server refuses one that is still live).
         try:
             generations = await self.backend.generate(
                 prompt,
                 samples,
                 self.sampling,
-                rid=uuid.uuid4().hex,
                 # Every request of the query (both cascade stages, repeats) to the worker holding its prefix.
                 routing_key=routing_key(self.backend.model, prompt.prefix),
             )

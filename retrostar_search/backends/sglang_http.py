@@ -35,7 +35,10 @@ from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_temp
 
 logger = logging.getLogger(__name__)
 
+# Request ids: unique per process (every backend of it draws from one count) and across processes (the
+# prefix), and cheaper than a uuid4 per request.
 _RID_PREFIX = f"retrostar-{uuid.uuid4().hex[:12]}"
+_RIDS = (f"{_RID_PREFIX}-{number}" for number in itertools.count())
 #: Readiness answers within this or counts as not ready (SGLang's /health_generate waits at least 1 s).
 READINESS_TIMEOUT_SECONDS = 5.0
 
@@ -76,8 +79,6 @@ class _HTTPBackend(Backend):
         self._discovery_lock = asyncio.Lock()
         self._failed_discoveries = 0
         self._discovery_error: BackendError | None = None
-        # Request ids: unique per process and request, cheaper than a uuid4 per pair.
-        self._rids = (f"{_RID_PREFIX}-{number}" for number in itertools.count())
 
     # -- what the server serves ------------------------------------------------------------------
 
@@ -172,7 +173,7 @@ class _HTTPBackend(Backend):
     ) -> list[Generation]:
         if self.served is None:
             await self._discover_before_use()
-        rid = options.get("rid") or next(self._rids)
+        rid = options.get("rid") or next(_RIDS)
         routing_key = options.get("routing_key")
         headers = {ROUTING_KEY_HEADER: routing_key} if routing_key else None
         async with self._slots:
