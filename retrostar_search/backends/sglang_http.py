@@ -82,19 +82,14 @@ class _HTTPBackend(Backend):
 
     # -- what the server serves ------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def ask_served_model(self) -> BackendError | None:
         try:
             await self._discover()
         except ModelNotServed:
             raise
         except BackendError as exc:
-            logger.warning(
-                "the %s backend at %s does not answer yet (%s); it is asked again before the first "
-                "request and by /ready",
-                self.kind,
-                self.base_url,
-                exc,
-            )
+            return exc
+        return None
 
     async def _discover(self) -> None:
         try:
