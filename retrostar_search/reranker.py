@@ -47,8 +47,9 @@ from retrostar_search.tasks import DEFAULT_TASK, TaskDefinition
 
 _KEPT_ERROR_MESSAGES = 3  # per rerank: enough to say what went wrong without one line per failed pair
 # What tells a pair from every other being scored: the model, the prompt up to the document (task and query,
-# rendered), the document as the model sees it, and K. Its strings carry their hashes, so telling pairs
-# apart hashes no document; the cache key, a SHA-256 of the same things, is made only for a cache.
+# rendered), the document as the model sees it, and K. A string keeps its hash once computed (a document's
+# was, when identical documents were merged), so this key costs no pass over the text; the cache key, a
+# SHA-256 of the same things, is made only when there is a score cache.
 _PairKey = tuple[str, str, str, int]
 # How long a rerank that passed its deadline waits for its abandoned pairs to be aborted (a closed
 # connection or an abort request) before it answers.
