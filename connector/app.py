@@ -42,8 +42,6 @@ def create_app(settings: ConnectorSettings | None = None, backend: Backend | Non
         # reranker (its cache and the backend it built).
         async with AsyncExitStack() as resources:
             reranker = await resources.enter_async_context(Reranker.from_settings(settings, backend=backend))
-            if reranker.cache is not None:
-                reranker.cache.observer = metrics
             rerank_log = await resources.enter_async_context(_rerank_log(settings, metrics))
             app.state.service = RerankService(settings, reranker, metrics, rerank_log)
             if settings.explore:

@@ -23,6 +23,9 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15,
 _UNMATCHED_ROUTE = "unmatched"  # unknown paths share one label, so scanners cannot grow the series
 # RerankResult's counts that /metrics adds up as they are: the attribute, the metric, its help.
 _RESULT_COUNTERS = (
+    ("pairs_scored", "retrosearch_pairs_scored", "(query, document) pairs scored by the model."),
+    ("cache_hits", "retrosearch_cache_hits", "Pairs served from the score cache."),
+    ("backend_errors", "retrosearch_backend_errors", "Pairs the backend failed to score."),
     (
         "unparsed_samples",
         "retrosearch_unparsed_samples",
@@ -55,18 +58,18 @@ _RESULT_COUNTERS = (
 class ConnectorMetrics(CacheObserver):
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "retrosearch_requests",
-            "HTTP requests by route and status.",
-            ["route", "status"],
-            registry=self.registry,
+
+        def counter(name: str, documentation: str, *labels: str) -> Counter:
+            return Counter(name, documentation, labels, registry=self.registry)
+
+        def latency(name: str, documentation: str, *labels: str) -> Histogram:
+            return Histogram(name, documentation, labels, buckets=_LATENCY_BUCKETS, registry=self.registry)
+
+        self.requests = counter(
+            "retrosearch_requests", "HTTP requests by route and status.", "route", "status"
         )
-        self.request_seconds = Histogram(
-            "retrosearch_request_duration_seconds",
-            "HTTP request latency by route.",
-            ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+        self.request_seconds = latency(
+            "retrosearch_request_duration_seconds", "HTTP request latency by route.", "route"
         )
         self.in_flight = Gauge(
             "retrosearch_rerank_in_flight",
@@ -74,70 +77,49 @@ class ConnectorMetrics(CacheObserver):
             multiprocess_mode="livesum",  # all workers together
             registry=self.registry,
         )
-        self.documents = Counter(
-            "retrosearch_documents", "Documents received in rerank requests.", registry=self.registry
-        )
-        self.pairs_scored = Counter(
-            "retrosearch_pairs_scored", "(query, document) pairs scored by the model.", registry=self.registry
-        )
-        self.cache_hits = Counter(
-            "retrosearch_cache_hits", "Pairs served from the score cache.", registry=self.registry
-        )
-        self.cache_store_hits = Counter(
+        self.documents = counter("retrosearch_documents", "Documents received in rerank requests.")
+        self.result_counters = {
+            attribute: counter(name, documentation) for attribute, name, documentation in _RESULT_COUNTERS
+        }
+        self.cache_store_hits = counter(
             "retrosearch_cache_store_hits",
             "Pairs found in a score-cache store (sqlite, redis) after missing the memory cache.",
-            ["store"],
-            registry=self.registry,
+            "store",
         )
-        self.cache_errors = Counter(
+        self.cache_errors = counter(
             "retrosearch_cache_errors",
             "Failed score-cache store operations (get, put); the rerank goes on without the store.",
-            ["store", "operation"],
-            registry=self.registry,
+            "store",
+            "operation",
         )
-        self.backend_errors = Counter(
-            "retrosearch_backend_errors", "Pairs the backend failed to score.", registry=self.registry
-        )
-        self.degraded = Counter(
+        self.degraded = counter(
             "retrosearch_degraded_responses",
             "Rerank responses with unscored documents, by reason (deadline or backend_error).",
-            ["reason"],
-            registry=self.registry,
+            "reason",
         )
-        self.unscored = Counter(
+        self.unscored = counter(
             "retrosearch_unscored_documents",
             "Documents answered without a score because of a degraded rerank.",
-            registry=self.registry,
         )
-        self.samples = Counter(
+        self.samples = counter(
             "retrosearch_samples",
             "Samples the model generated, by finish reason (stop, length or abort).",
-            ["finish_reason"],
-            registry=self.registry,
+            "finish_reason",
         )
-        self.result_counters = {
-            attribute: Counter(name, description, registry=self.registry)
-            for attribute, name, description in _RESULT_COUNTERS
-        }
-        self.deadline_pairs = Counter(
+        self.deadline_pairs = counter(
             "retrosearch_deadline_pairs",
             "Pairs still being generated when a deadline passed, by what was done (--on-deadline: abort, "
             "or finish in the background).",
-            ["action"],
-            registry=self.registry,
+            "action",
         )
-        self.background_pairs = Counter(
+        self.background_pairs = counter(
             "retrosearch_background_pairs",
             "Pairs finished in the background after a deadline, by outcome (cached, or not_cached: failed "
             "or without a cacheable score).",
-            ["outcome"],
-            registry=self.registry,
+            "outcome",
         )
-        self.model_seconds = Histogram(
-            "retrosearch_model_duration_seconds",
-            "Time a rerank spent waiting for the backend.",
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+        self.model_seconds = latency(
+            "retrosearch_model_duration_seconds", "Time a rerank spent waiting for the backend."
         )
 
     def exposition(self) -> bytes:
@@ -159,9 +141,6 @@ class ConnectorMetrics(CacheObserver):
 
     def record_rerank(self, documents: int, result: RerankResult) -> None:
         self.documents.inc(documents)
-        self.pairs_scored.inc(result.pairs_scored)
-        self.cache_hits.inc(result.cache_hits)
-        self.backend_errors.inc(result.backend_errors)
         self.model_seconds.observe(result.model_seconds)
         for finish_reason, count in result.finish_reasons.items():
             self.samples.labels(finish_reason.value).inc(count)

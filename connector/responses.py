@@ -53,22 +53,11 @@ def cohere_response(
         if return_explanations:
             item.explanation = _explanation(ranked)
         results.append(item)
-    meta = RerankMeta(
-        api_version=ApiVersion(version=api_version),
-        retrostar=RerankStats(
-            pairs_scored=result.pairs_scored,
-            cache_hits=result.cache_hits,
-            unscored=result.unscored,
-            backend_errors=result.backend_errors,
-            deadline_exceeded=result.deadline_exceeded,
-            model_seconds=round(result.model_seconds, 6),
-            reason=degradation_reason(result),
-            retried_pairs=result.retried_pairs,
-            unparsed_samples=result.unparsed_samples,
-            truncated_documents=result.truncated_documents,
-            query_truncated=result.query_truncated,
-        ),
-    )
+    # The counts keep their names from RerankResult to the wire; the time is rounded, the reason worded.
+    stats = RerankStats.model_validate(result, from_attributes=True)
+    stats.model_seconds = round(result.model_seconds, 6)
+    stats.reason = degradation_reason(result)
+    meta = RerankMeta(api_version=ApiVersion(version=api_version), retrostar=stats)
     if result.degraded:
         meta.warnings = [_degradation_warning(result)]
     return CohereRerankResponse(

@@ -38,6 +38,10 @@ class RerankService:
         self.gate = RequestGate(settings.max_concurrent_requests, on_change=metrics.in_flight.set)
         self.default_task = settings.task_definition()
         self.outcomes = RecentOutcomes()
+        # What the reranker does beyond a request's answer is counted too: the cache's stores, and pairs
+        # that finish in the background.
+        if reranker.cache is not None:
+            reranker.cache.observer = metrics
         reranker.on_background_finish = metrics.record_background_finish
 
     @property

@@ -4,6 +4,7 @@ truncation. `Reranker.from_settings` is the one caller; the parts are built once
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -80,9 +81,28 @@ def build_truncation(settings: RerankerSettings) -> Truncation:
     )
 
 
+def preflight(settings: RerankerSettings) -> None:
+    """What a server checks before it starts listening, where a failure still ends the command with one
+    line and its exit code (in the server's start-up it would end in uvicorn's traceback and exit code 3):
+    the extras the settings need (`MissingExtra`), and a configured model against what the backend's
+    server serves (`ModelNotServed`). A server that does not answer yet is left to the start-up, which
+    logs it and asks again."""
+    check_extras(settings)
+    if settings.model is not None and settings.backend in (BackendKind.SGLANG, BackendKind.OPENAI):
+        asyncio.run(_ask_served_model(settings))
+
+
+async def _ask_served_model(settings: RerankerSettings) -> None:
+    backend = build_backend(settings)
+    try:
+        await backend.ask_served_model()
+    finally:
+        await backend.aclose()
+
+
 def check_extras(settings: RerankerSettings) -> None:
-    """`MissingExtra` now when the settings need an extra that is not installed: a server checks before it
-    starts listening, since the parts are only built in its start-up, where the error would be lost."""
+    """`MissingExtra` now when the settings need an extra that is not installed: a command checks before
+    it starts work it could not finish (`preflight` for a server)."""
     if settings.backend is BackendKind.ENGINE:
         from retrostar_search.backends.sglang_engine import IN_PROCESS_ENGINE
 

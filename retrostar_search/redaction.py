@@ -17,26 +17,30 @@ from pydantic import SecretStr
 
 # The `user:password@` of a URL anywhere in a text. userinfo holds no '/' or whitespace (RFC 3986 §3.2.1).
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+# A password given as a query parameter (`redis://cache:6379/0?password=...`: redis-py reads it there).
+_QUERY_PASSWORD = re.compile(r"(?<=[?&]password=)[^&#\s]+", re.IGNORECASE)
 MASK = "***"
 
 Secret = str | SecretStr | None
 
 
 def redact(text: str, secrets: Iterable[Secret] = ()) -> str:
-    """`text` with the given secret values and any credentials written into a URL masked."""
+    """`text` with the given secret values and any credentials written into a URL (its user and password,
+    a `password` query parameter) masked."""
     for secret in secrets:
         value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
         if value:
             text = text.replace(value, MASK)
-    return _URL_CREDENTIALS.sub(f"{MASK}@", text)
+    return _QUERY_PASSWORD.sub(MASK, _URL_CREDENTIALS.sub(f"{MASK}@", text))
 
 
 def public_url(url: str) -> str:
-    """`url` without the `user:password@` written into it: what messages name."""
+    """`url` without the `user:password@` written into it, and a `password` query parameter masked: what
+    messages name."""
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    if "@" in parts.netloc:
+        url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return _QUERY_PASSWORD.sub(MASK, url)
 
 
 class RedactingFilter(logging.Filter):

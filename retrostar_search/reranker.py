@@ -21,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import TracebackType
@@ -47,6 +46,11 @@ from retrostar_search.settings import OnDeadline, RerankerSettings
 from retrostar_search.tasks import DEFAULT_TASK, TaskDefinition
 
 _KEPT_ERROR_MESSAGES = 3  # per rerank: enough to say what went wrong without one line per failed pair
+# What tells a pair from every other being scored: the model, the prompt up to the document (task and query,
+# rendered), the document as the model sees it, and K. A string keeps its hash once computed (a document's
+# was, when identical documents were merged), so this key costs no pass over the text; the cache key, a
+# SHA-256 of the same things, is made only when there is a score cache.
+_PairKey = tuple[str, str, str, int]
 # How long a rerank that passed its deadline waits for its abandoned pairs to be aborted (a closed
 # connection or an abort request) before it answers.
 _ABORT_GRACE_SECONDS = 1.0
@@ -183,6 +187,7 @@ class _PairWork:
     stays in the in-flight map, so no rerank scores it again in between."""
 
     task: asyncio.Task[_PairOutcome]
+    cache_key: str | None  # None without a score cache
     waiters: int = 0
     claimed: bool = False
     background: bool = False
@@ -218,7 +223,7 @@ class Reranker:
         self.max_background_pairs = max_background_pairs
         self.on_background_finish: Callable[[bool], None] | None = None
         self._owns_backend = owns_backend
-        self._in_flight: dict[str, _PairWork] = {}
+        self._in_flight: dict[_PairKey, _PairWork] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -312,7 +317,8 @@ class Reranker:
             query_truncated=fit.query_truncated,
             truncated_documents=sum(truncated),
         )
-        keys = query_cache_keys(self.backend.model, task, fit.query)
+        model = self.backend.model
+        cache_keys = query_cache_keys(model, task, fit.query) if self.cache is not None else None
         pool = list(unique.values())  # input order, which is the first-stage order
         started = time.monotonic()
         for stage_number, stage in enumerate(cascade.stages, start=1):
@@ -320,8 +326,10 @@ class Reranker:
                 pool = _best_first([doc for doc in pool if doc.stage == stage_number - 1])
             if stage.candidates is not None:
                 pool = pool[: stage.candidates]
-            pairs = {keys(doc.text, stage.samples): doc for doc in pool}
-            await self._score_stage(pairs, stage_number, stage.samples, fit, expires_at, result, explain)
+            pairs = {(model, fit.prefix, doc.text, stage.samples): doc for doc in pool}
+            await self._score_stage(
+                pairs, stage_number, stage.samples, fit, cache_keys, expires_at, result, explain
+            )
             if result.deadline_exceeded:
                 break
         result.model_seconds = time.monotonic() - started
@@ -331,27 +339,33 @@ class Reranker:
 
     async def _score_stage(
         self,
-        pairs: dict[str, _UniqueDocument],
+        pairs: dict[_PairKey, _UniqueDocument],
         stage: int,
         samples: int,
         fit: PromptFit,
+        cache_keys: Callable[[str, int], str] | None,
         expires_at: float | None,
         result: RerankResult,
         explain: bool,
     ) -> None:
-        """Score the documents of `pairs` (by cache key) with `samples` each, adding the counts, errors
-        and deadline to `result`."""
-        cached = await self.cache.get_many(pairs, reasoning=explain) if self.cache is not None else {}
-        waiting: dict[str, _PairWork] = {}
+        """Score the documents of `pairs` with `samples` each, adding the counts, errors and deadline to
+        `result`. `cache_keys` gives the score cache's key of a document of this query (None: no cache)."""
+        stored_as: dict[_PairKey, str] = {}
+        cached: dict[str, tuple[Sample, ...]] = {}
+        if self.cache is not None and cache_keys is not None:
+            stored_as = {key: cache_keys(doc.text, samples) for key, doc in pairs.items()}
+            cached = await self.cache.get_many(stored_as.values(), reasoning=explain)
+        waiting: dict[_PairKey, _PairWork] = {}
         for key, doc in pairs.items():
-            hit = cached.get(key)
+            cache_key = stored_as.get(key)
+            hit = cached.get(cache_key) if cache_key is not None else None
             if hit is not None and cacheable(hit):  # an older version may have cached non-scores
                 self._record(doc, stage, hit, cached=True)
                 result.cache_hits += 1
                 continue
             work = self._in_flight.get(key)
             if work is None:
-                work = self._start(key, fit.prompt(doc.text), samples)
+                work = self._start(key, cache_key, fit.prompt(doc.text), samples)
             else:
                 result.inflight_joins += 1
             work.waiters += 1
@@ -369,7 +383,7 @@ class Reranker:
         aborted = self._leave(unfinished, keep_running=self.on_deadline is OnDeadline.FINISH, result=result)
         result.deadline_exceeded = bool(unfinished)
 
-        fresh: dict[str, tuple[Sample, ...]] = {}
+        fresh: dict[_PairKey, _PairWork] = {}  # outcomes this rerank claimed, to be cached
         for key, work in waiting.items():
             doc = pairs[key]
             if key in unfinished:
@@ -384,7 +398,7 @@ class Reranker:
                 work.claimed = True
                 _count(outcome, result)
                 if outcome.cacheable:
-                    fresh[key] = outcome.samples
+                    fresh[key] = work
             if outcome.failure is None:
                 self._record(doc, stage, outcome.samples, cached=False)
                 continue
@@ -394,32 +408,31 @@ class Reranker:
                 result.error_messages.append(outcome.error)
             self._unscored(doc, outcome.failure, outcome.samples)
         try:
-            if self.cache is not None and fresh:
-                await self.cache.put_many(fresh)
+            await self._store(fresh.values())
         finally:
-            for key in fresh:
-                self._forget(key, waiting[key])
+            for key, work in fresh.items():
+                self._forget(key, work)
         if aborted:
             await asyncio.wait(aborted, timeout=_ABORT_GRACE_SECONDS)
 
-    def _start(self, key: str, prompt: RenderedPrompt, samples: int) -> _PairWork:
-        work = _PairWork(asyncio.create_task(self._score_pair(prompt, samples)))
+    def _start(self, key: _PairKey, cache_key: str | None, prompt: RenderedPrompt, samples: int) -> _PairWork:
+        work = _PairWork(asyncio.create_task(self._score_pair(prompt, samples)), cache_key)
         self._in_flight[key] = work
         work.task.add_done_callback(lambda task: self._settled(key, work))
         return work
 
-    def _settled(self, key: str, work: _PairWork) -> None:
+    def _settled(self, key: _PairKey, work: _PairWork) -> None:
         # An outcome that will not be cached leaves the map at once; one that will, once it is stored.
         task = work.task
         if task.cancelled() or task.exception() is not None or not task.result().cacheable:
             self._forget(key, work)
 
-    def _forget(self, key: str, work: _PairWork) -> None:
+    def _forget(self, key: _PairKey, work: _PairWork) -> None:
         if self._in_flight.get(key) is work:
             del self._in_flight[key]
 
     def _leave(
-        self, works: dict[str, _PairWork], *, keep_running: bool, result: RerankResult | None = None
+        self, works: dict[_PairKey, _PairWork], *, keep_running: bool, result: RerankResult | None = None
     ) -> list[asyncio.Task[_PairOutcome]]:
         """One rerank stops waiting for `works`. Those nobody else waits for are aborted, or, with
         `keep_running` and room in the background, finish there into the cache (counted in `result`).
@@ -443,26 +456,32 @@ class Reranker:
                     result.deadline_pairs[OnDeadline.ABORT] += 1
         return aborted
 
-    def _finish_in_background(self, key: str, work: _PairWork) -> None:
+    def _finish_in_background(self, key: _PairKey, work: _PairWork) -> None:
         work.background = True
         finisher = asyncio.create_task(self._store_when_done(key, work))
         self._background.add(finisher)
         finisher.add_done_callback(self._background.discard)
 
-    async def _store_when_done(self, key: str, work: _PairWork) -> None:
+    async def _store_when_done(self, key: _PairKey, work: _PairWork) -> None:
         try:
             outcome = await work.task
             if work.claimed:  # a rerank that joined it meanwhile took it
                 return
             work.claimed = True
-            stored = outcome.cacheable and self.cache is not None
-            if stored:
-                assert self.cache is not None
-                await self.cache.put_many({key: outcome.samples})
+            stored = outcome.cacheable and await self._store([work])
             if self.on_background_finish is not None:
                 self.on_background_finish(stored)
         finally:
             self._forget(key, work)
+
+    async def _store(self, works: Iterable[_PairWork]) -> bool:
+        """Put the (cacheable) outcomes of `works` in the score cache; False when there is no cache."""
+        if self.cache is None:
+            return False
+        entries = {work.cache_key: work.task.result().samples for work in works if work.cache_key is not None}
+        if entries:
+            await self.cache.put_many(entries)
+        return True
 
     async def _score_pair(self, prompt: RenderedPrompt, samples: int) -> _PairOutcome:
         """Ask the backend for `samples` trajectories, once more when the request failed (unless the
@@ -474,13 +493,12 @@ class Reranker:
         return replace(second, retried=True, discarded=first.samples)
 
     async def _attempt(self, prompt: RenderedPrompt, samples: int) -> _PairOutcome:
-        # Each attempt has a request id of its own: the server refuses one that is still live.
+        # No rid: the backend gives each attempt one of its own (the server refuses one that is still live).
         try:
             generations = await self.backend.generate(
                 prompt,
                 samples,
                 self.sampling,
-                rid=uuid.uuid4().hex,
                 # Every request of the query (both cascade stages, repeats) to the worker holding its prefix.
                 routing_key=routing_key(self.backend.model, prompt.prefix),
             )

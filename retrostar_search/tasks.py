@@ -120,11 +120,6 @@ class UnknownTaskError(InvalidInput):
     """A task name that is neither a preset nor "default"."""
 
 
-def default_definition(query_type: str, doc_type: str) -> str:
-    """The reference's generic definition, built from the query and document types."""
-    return _DEFAULT_DEFINITION.format(query_type=query_type, doc_type=doc_type)
-
-
 def resolve_task(
     name: str | None = None,
     *,

@@ -51,6 +51,15 @@ async def test_generate_sends_the_chat_templated_prompt_the_reference_sampling_a
     )  # a rid of its own otherwise
 
 
+async def test_the_backends_of_one_process_never_send_the_same_rid(scripted_sglang, http_backends) -> None:
+    # Before, each backend counted its rids from 0: a second one (another leg, a test) sent the first's
+    # rids again, and the server refuses a rid that is still live.
+    first, second = await http_backends(), await http_backends()
+    for backend in (first, second, first):
+        await backend.generate(PROMPT, 1, SamplingParams())
+    assert len(set(scripted_sglang.stats.rids)) == 3
+
+
 async def test_chat_sends_the_served_name_the_reference_sampling_and_no_thinking(
     scripted_sglang, http_backends
 ) -> None:

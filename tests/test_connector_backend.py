@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from connector.background import free_port
 from retrostar_search.backends._discovery import ModelNotServed
+from retrostar_search.errors import ExitCode
 from tests.scripted_sglang import MODEL, ScriptedSGLangServer
 
 CHECKPOINT_8B = "ljw13/retro-star-qwen3-8b-0928"
@@ -55,8 +56,11 @@ def test_serve_exits_with_the_reason_when_the_server_serves_another_model(
     ]  # fmt: skip
     env = {name: value for name, value in os.environ.items() if not name.startswith("RETROSEARCH_")}
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-    assert completed.returncode == 3  # uvicorn's "startup failed"
-    assert f"not the configured model '{CHECKPOINT_8B}'" in completed.stderr
+    # Before, the connector's start-up found it: uvicorn's traceback, then its exit code 3 (INCOMPLETE's).
+    assert completed.returncode == ExitCode.FAILED
+    message = " ".join(completed.stderr.split())  # one message, wrapped to the terminal's width
+    assert message.startswith("error: ") and f"not the configured model '{CHECKPOINT_8B}'" in message
+    assert "Traceback" not in message
 
 
 def test_ready_says_why_the_backend_is_not_ready(

@@ -15,7 +15,7 @@ from connector.background import free_port
 from connector.settings import ConnectorSettings
 from retrostar_search.engines.search import search_first_stage
 from retrostar_search.tasks import PRESETS
-from tests.scripted_sglang import Failure, ScriptedSGLangServer
+from tests.scripted_sglang import ABORT, Failure, ScriptedSGLangServer
 from tests.search_corpus import QUERY, expected_order, index_documents, scripted_score
 
 API_KEY = "explorer-api-key"
@@ -182,6 +182,26 @@ def test_a_rerank_that_scored_nothing_says_so_with_the_reason_and_each_hit_why(
         explanation = hit["explanation"]
         assert explanation["score"] is None and explanation["samples"] == []
         assert explanation["unscored_reason"].startswith("the model backend failed")
+
+
+def test_hits_the_server_aborted_say_the_backend_failed_them(
+    connector_client: ClientFactory,
+    opensearch_url: str,
+    corpus_index: str,
+    scripted_sglang: ScriptedSGLangServer,
+) -> None:
+    # Before, an aborted pair (it keeps the aborted samples) was said to have no <score> under --unparsed skip.
+    scripted_sglang.script(answers=lambda pair: ABORT)
+    client = connector_client(explore=True, explore_url=opensearch_url)
+    answer = client.get(
+        "/explore/api/search", params={"q": QUERY, "index": corpus_index, "candidates": 2}
+    ).json()
+
+    assert answer["degraded"] is True and answer["rerank"]["status"] == "none"
+    for hit in answer["reranked"]:
+        assert hit["explanation"]["unscored_reason"] == (
+            "the model backend failed (2 requests): the sglang backend aborted the generation"
+        )
 
 
 def test_documents_the_cascade_leaves_out_say_so_and_the_rerank_is_not_degraded(

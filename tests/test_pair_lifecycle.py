@@ -13,7 +13,9 @@ import pytest
 from retrostar_search.backends.sglang_http import SGLangGenerateBackend
 from retrostar_search.cache import ScoreCache
 from retrostar_search.reranker import Candidate, Reranker, Unscored
+from retrostar_search.scoring import Cascade
 from retrostar_search.settings import OnDeadline
+from retrostar_search.tasks import PRESETS
 from tests.scripted_sglang import ScriptedSGLangServer
 
 
@@ -126,6 +128,19 @@ async def test_concurrent_reranks_of_the_same_pairs_score_them_once(server, back
     assert [document.score for document in second.ranking] == [60.0, 40.0, 5.0]
     assert first.pairs_scored + second.pairs_scored == 3
     assert first.inflight_joins + second.inflight_joins == 2
+
+
+async def test_pairs_of_another_query_task_or_sample_count_are_never_joined(server, backend) -> None:
+    reranker = Reranker(backend)  # no score cache: pairs in flight are told apart without cache keys
+    document = candidates("a [[slow:0.3]] [[retrostar:40]]")
+    results = await asyncio.gather(
+        reranker.rerank("q", document),
+        reranker.rerank("another q", document),
+        reranker.rerank("q", document, task=PRESETS["biology"]),
+        reranker.rerank("q", document, cascade=Cascade.single(2)),
+    )
+    assert [result.inflight_joins for result in results] == [0, 0, 0, 0]
+    assert server.stats.pairs == 4 and server.stats.samples == 5
 
 
 async def test_one_waiter_hanging_up_leaves_the_others_work_running(server, backend) -> None:

@@ -27,6 +27,11 @@ from retrostar_search.redaction import RedactingFilter, public_url, redact
         ),
         ("http://[::1]:8000/v1/rerank", "http://[::1]:8000/v1/rerank", "http://[::1]:8000/v1/rerank"),
         ("http://host/path?by=a@b", "http://host/path?by=a@b", "http://host/path?by=a@b"),
+        (
+            "redis://cache:6379/0?db=1&password=pw&socket_timeout=1",
+            "redis://cache:6379/0?db=1&password=***&socket_timeout=1",
+            "redis://cache:6379/0?db=1&password=***&socket_timeout=1",
+        ),
     ],
 )
 def test_credentials_written_into_a_url_are_masked_in_text_and_dropped_from_the_url(

@@ -308,7 +308,7 @@ def test_progress_comes_as_plain_lines_without_a_terminal(
     ("args", "message"),
     [
         (["--index", "rswarm-no-such-index"], "no such index"),
-        (["--backend-url", "http://127.0.0.1:9"], "is not ready"),
+        (["--backend-url", "http://127.0.0.1:9"], "backend at http://127.0.0.1:9 is unreachable"),
         (["--connector-url", "http://127.0.0.1:9"], "does not answer"),
     ],
 )

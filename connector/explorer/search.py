@@ -24,7 +24,7 @@ from retrostar_search.engines.search import (
     document_text,
     search_first_stage,
 )
-from retrostar_search.reranker import RerankResult, ScoredDocument
+from retrostar_search.reranker import RerankResult, ScoredDocument, Unscored
 
 # The page shows an excerpt; whole documents (up to max_document_chars) would only weigh the answer down.
 TEXT_PREVIEW_CHARS = 600
@@ -88,15 +88,18 @@ def _reranked_hits(first_stage: list[Hit], result: RerankResult, service: Rerank
 
 
 def _unscored_reason(scored: ScoredDocument, result: RerankResult, service: RerankService) -> str | None:
-    """Why a document has no score: the failure that degraded the rerank, an answer without a parsed
-    score (--unparsed skip), or the cascade (only its first stage's best are scored)."""
-    if scored.scored:
-        return None
-    if scored.samples:
-        return "no sample had a <score> (the connector runs with --unparsed skip)"
-    if result.degraded:
-        return degradation_reason(result)
-    return f"not among the documents the cascade ({service.reranker.cascade}) scores"
+    """Why a document has no score, as the reranker recorded it, in words: an answer without a parsed
+    score (--unparsed skip), the cascade (only its first stage's best are scored), or the failure that
+    degraded the rerank (the backend's, an abort, the deadline)."""
+    match scored.unscored:
+        case None:
+            return None
+        case Unscored.NO_PARSED_SAMPLE:
+            return "no sample had a <score> (the connector runs with --unparsed skip)"
+        case Unscored.NOT_PLANNED:
+            return f"not among the documents the cascade ({service.reranker.cascade}) scores"
+        case _:
+            return degradation_reason(result)
 
 
 def _view(hit: Hit, scored: ScoredDocument | None = None) -> dict[str, Any]:

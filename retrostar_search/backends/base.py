@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypedDict, Unpack
 
+from retrostar_search.errors import BackendError
 from retrostar_search.prompts import RenderedPrompt
 from retrostar_search.scoring import FinishReason
+
+logger = logging.getLogger(__name__)
 
 #: The checkpoint a backend names until the server says what it serves (and the engine backend loads).
 DEFAULT_MODEL = "ljw13/retro-star-qwen3-14b-0928"
@@ -58,6 +62,16 @@ class Generation:
     cached_tokens: int | None = None
 
 
+class GenerateOptions(TypedDict, total=False):
+    """What a request may say about itself besides the prompt, for the server and what routes to it."""
+
+    rid: str
+    """The request's id on the server (SGLang's `rid`), by which it can be aborted; the backend makes one
+    up when none is given."""
+    routing_key: str
+    """Keeps every request of one query on one worker behind a router (`backends.routing`)."""
+
+
 class Backend(ABC):
     """Generates `n` sampled Retro* trajectories for one prompt."""
 
@@ -74,24 +88,24 @@ class Backend(ABC):
 
     @abstractmethod
     async def generate(
-        self,
-        prompt: RenderedPrompt,
-        n: int,
-        params: SamplingParams,
-        *,
-        rid: str | None = None,
-        routing_key: str | None = None,
+        self, prompt: RenderedPrompt, n: int, params: SamplingParams, **options: Unpack[GenerateOptions]
     ) -> list[Generation]:
-        """Return exactly `n` generations, or raise `retrostar_search.errors.BackendError`.
+        """Return exactly `n` generations, or raise `retrostar_search.errors.BackendError`. Cancelling the
+        call must free the server's work on it."""
 
-        `rid` names the request on the server (SGLang's request id) so that it can be aborted; `routing_key`
-        keeps every request of one query on one worker behind a router. Cancelling the call must free the
-        server's work on it."""
+    async def start(self) -> None:
+        """Before the first request: `ask_served_model`, with a server that does not answer yet only
+        logged (it is asked again by `ready()` and before the first generation)."""
+        unanswered = await self.ask_served_model()
+        if unanswered is not None:
+            logger.warning("the %s; it is asked again before the first request and by /ready", unanswered)
 
-    async def start(self) -> None:  # noqa: B027 - optional hook; most backends have nothing to ask
-        """Ask the server what it serves (model, context length), before the first request. Raises
-        `ModelNotServed` when a configured model is not served; a server that does not answer yet is only
-        logged, and asked again by `ready()` and before the first generation."""
+    async def ask_served_model(self) -> BackendError | None:
+        """Ask the server what it serves (model, context length). Raises `ModelNotServed` when a configured
+        model is not served; returns the error when the server does not answer (yet), its message naming
+        the backend ("sglang backend at http://gpu:30000 is unreachable ..."); None when it answered, or
+        when there is no server to ask (most backends)."""
+        return None
 
     @abstractmethod
     async def ready(self) -> bool:

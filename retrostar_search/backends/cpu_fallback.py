@@ -8,8 +8,9 @@ scores carry none of Retro*'s reasoning. Use it for plumbing, never for quality 
 from __future__ import annotations
 
 import re
+from typing import Unpack
 
-from retrostar_search.backends.base import Backend, Generation, SamplingParams
+from retrostar_search.backends.base import Backend, GenerateOptions, Generation, SamplingParams
 from retrostar_search.prompts import RenderedPrompt
 
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
@@ -85,13 +86,7 @@ class CPUFallbackBackend(Backend):
     model = "cpu-fallback-term-coverage"
 
     async def generate(
-        self,
-        prompt: RenderedPrompt,
-        n: int,
-        params: SamplingParams,
-        *,
-        rid: str | None = None,
-        routing_key: str | None = None,
+        self, prompt: RenderedPrompt, n: int, params: SamplingParams, **options: Unpack[GenerateOptions]
     ) -> list[Generation]:
         score = coverage_score(prompt.query, prompt.document)
         text = (

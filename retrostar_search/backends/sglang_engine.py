@@ -5,9 +5,11 @@ sglang is imported when the backend is built, never at module import, so the pac
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from retrostar_search.backends._answers import sglang_generations
 from retrostar_search.backends._discovery import chat_format_for
-from retrostar_search.backends.base import Backend, Generation, SamplingParams
+from retrostar_search.backends.base import Backend, GenerateOptions, Generation, SamplingParams
 from retrostar_search.errors import BackendError
 from retrostar_search.extras import import_extra
 from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_template
@@ -38,13 +40,7 @@ class SGLangEngineBackend(Backend):
         )
 
     async def generate(
-        self,
-        prompt: RenderedPrompt,
-        n: int,
-        params: SamplingParams,
-        *,
-        rid: str | None = None,
-        routing_key: str | None = None,
+        self, prompt: RenderedPrompt, n: int, params: SamplingParams, **options: Unpack[GenerateOptions]
     ) -> list[Generation]:
         try:
             output = await self._engine.async_generate(

@@ -23,19 +23,22 @@ import json
 import logging
 import uuid
 from abc import abstractmethod
-from typing import Any
+from typing import Any, Unpack
 
 from retrostar_search.backends._answers import chat_generations, sglang_generations
 from retrostar_search.backends._client import PooledClient, RequestTimedOut
 from retrostar_search.backends._discovery import ModelNotServed, ServedModel, ServerKind, discover
-from retrostar_search.backends.base import DEFAULT_MODEL, Backend, Generation, SamplingParams
+from retrostar_search.backends.base import DEFAULT_MODEL, Backend, GenerateOptions, Generation, SamplingParams
 from retrostar_search.backends.routing import ROUTING_KEY_HEADER
 from retrostar_search.errors import BackendError
 from retrostar_search.prompts import ChatFormat, RenderedPrompt, apply_chat_template
 
 logger = logging.getLogger(__name__)
 
+# Request ids: unique per process (every backend of it draws from one count) and across processes (the
+# prefix), and cheaper than a uuid4 per request.
 _RID_PREFIX = f"retrostar-{uuid.uuid4().hex[:12]}"
+_RIDS = (f"{_RID_PREFIX}-{number}" for number in itertools.count())
 #: Readiness answers within this or counts as not ready (SGLang's /health_generate waits at least 1 s).
 READINESS_TIMEOUT_SECONDS = 5.0
 
@@ -76,24 +79,17 @@ class _HTTPBackend(Backend):
         self._discovery_lock = asyncio.Lock()
         self._failed_discoveries = 0
         self._discovery_error: BackendError | None = None
-        # Request ids: unique per process and request, cheaper than a uuid4 per pair.
-        self._rids = (f"{_RID_PREFIX}-{number}" for number in itertools.count())
 
     # -- what the server serves ------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def ask_served_model(self) -> BackendError | None:
         try:
             await self._discover()
         except ModelNotServed:
             raise
         except BackendError as exc:
-            logger.warning(
-                "the %s backend at %s does not answer yet (%s); it is asked again before the first "
-                "request and by /ready",
-                self.kind,
-                self.base_url,
-                exc,
-            )
+            return exc
+        return None
 
     async def _discover(self) -> None:
         try:
@@ -168,17 +164,12 @@ class _HTTPBackend(Backend):
     # -- generation ------------------------------------------------------------------------------
 
     async def generate(
-        self,
-        prompt: RenderedPrompt,
-        n: int,
-        params: SamplingParams,
-        *,
-        rid: str | None = None,
-        routing_key: str | None = None,
+        self, prompt: RenderedPrompt, n: int, params: SamplingParams, **options: Unpack[GenerateOptions]
     ) -> list[Generation]:
         if self.served is None:
             await self._discover_before_use()
-        rid = rid or next(self._rids)
+        rid = options.get("rid") or next(_RIDS)
+        routing_key = options.get("routing_key")
         headers = {ROUTING_KEY_HEADER: routing_key} if routing_key else None
         async with self._slots:
             # Rendered only now: the prompts of a large rerank are not all held at once.

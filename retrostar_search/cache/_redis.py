@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 from retrostar_search.cache._keys import decode_samples, encode_samples
+from retrostar_search.redaction import public_url
 from retrostar_search.scoring import Sample
 
 if TYPE_CHECKING:
@@ -24,13 +24,6 @@ REDIS_KEY_PREFIX = "retrostar:score:"
 _TIMEOUT_SECONDS = 0.5
 
 
-def redacted_url(url: str) -> str:
-    """`url` without its user and password, for logs and messages: `redis://cache:6379/0`."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 class RedisStore:
     name = "redis"
 
@@ -40,7 +33,7 @@ class RedisStore:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        self.description = f"Redis at {redacted_url(url)}"
+        self.description = f"Redis at {public_url(url)}"
         self.ttl_seconds = ttl_seconds
         # No connection yet: the first command opens one, in the event loop that uses it.
         self._client: Redis = from_url(

@@ -28,7 +28,7 @@ from rich.markup import escape
 from connector.explorer.settings import ExplorerSettings
 from connector.settings import ENV_PREFIX, ConnectorSettings, LimitSettings, ServerSettings, is_loopback
 from retrostar_search.cli.options import set_signature
-from retrostar_search.factory import check_extras
+from retrostar_search.factory import preflight
 from retrostar_search.redaction import redact
 from retrostar_search.rerank_log.settings import RerankLogSettings
 from retrostar_search.scoring import Cascade, UnparsedPolicy
@@ -62,7 +62,7 @@ def serve(**given: Any) -> None:
     # Every option is a setting; None means "not given here", which lets env and config file speak.
     given = {name: value for name, value in given.items() if value is not None}
     settings = load_settings(given)
-    check_extras(settings)
+    preflight(settings)
 
     import uvicorn
 

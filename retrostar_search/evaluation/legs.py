@@ -155,8 +155,9 @@ async def open_in_process_leg(
     truncation), with the run's task and cascade. Fails at once when the backend does not answer,
     rather than after every query has come back unscored."""
     async with Reranker.from_settings(settings) as reranker:
-        if not await reranker.backend.ready():
-            raise BackendError(f"the {reranker.backend.kind} backend at {settings.backend_url} is not ready")
+        backend = reranker.backend
+        if not await backend.ready():
+            raise BackendError(backend.not_ready_reason or f"the {backend.kind} backend is not ready")
         yield InProcessLeg(reranker, task, cascade, fields)
 
 
