@@ -53,12 +53,12 @@ async def test_a_warm_burst_reuses_the_pools_connections_and_takes_one_latency(
     burst = prompts(40)
     await asyncio.gather(*(backend.generate(prompt, 1, SamplingParams()) for prompt in burst))
     warm = set(map(id, scripted_sglang.connections()))
-    started = time.monotonic()
+    scripted_sglang.stats.reset()
     await asyncio.gather(*(backend.generate(prompt, 1, SamplingParams()) for prompt in burst))
-    elapsed = time.monotonic() - started
     assert len(warm) >= 40
     assert set(map(id, scripted_sglang.connections())) == warm  # no connection opened or closed
-    assert elapsed < 0.3 * 2, f"the warm burst took {elapsed / 0.3:.1f} backend latencies"
+    # One latency: all forty at once on the warm connections (wall time would flake on a busy machine).
+    assert scripted_sglang.stats.max_in_flight == len(burst)
 
 
 async def test_prompts_are_rendered_only_once_a_slot_is_free_and_connections_are_bounded(
@@ -98,7 +98,7 @@ async def test_a_request_past_its_timeout_fails_and_is_aborted(scripted_sglang, 
     started = time.monotonic()
     with pytest.raises(BackendError, match=r"timed out after 0\.2 s"):
         await backend.generate(prompt, 1, SamplingParams(), rid="slow-1")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0  # the answer would take 3 s
     await until(lambda: scripted_sglang.stats.aborted == ["slow-1"])
     # The same task cancelled later by someone else is cancelled, not timed out again.
     this_task = asyncio.current_task()

@@ -329,7 +329,8 @@ def test_reasoning_kept_nowhere_leaves_the_scores_and_says_so(
 
 # --- Deadline, backend failures, strict -------------------------------------------------------------
 
-SLOW_DOCUMENTS = ["fast one", "[[slow:1.5]] slow one", "fast two", "[[slow:1.5]] slow two"]
+# Slow well past the deadlines below, so the bounds on wall time hold on a loaded machine.
+SLOW_DOCUMENTS = ["fast one", "[[slow:5]] slow one", "fast two", "[[slow:5]] slow two"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -341,7 +342,7 @@ def test_request_deadline_answers_what_is_known_and_flags_it(
 
     response = rerank(client, documents=SLOW_DOCUMENTS, deadline=0.4)
 
-    assert time.monotonic() - started < 1.2
+    assert time.monotonic() - started < 3.0
     assert response.status_code == 200
     body = response.json()
     assert body["degraded"] is True
@@ -363,7 +364,7 @@ def test_server_deadline_applies_and_caps_a_longer_request_deadline(connector_cl
 
     body = rerank(client, documents=SLOW_DOCUMENTS, deadline=30).json()
 
-    assert time.monotonic() - started < 1.2
+    assert time.monotonic() - started < 3.0
     assert body["degraded"] is True
 
 

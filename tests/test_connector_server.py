@@ -78,19 +78,17 @@ def test_engine_style_request_over_http_gets_exactly_n_float_scores(connector_se
 def test_all_pairs_of_a_request_are_in_flight_together(
     connector_server: ServerFactory, scripted_sglang: ScriptedSGLangServer
 ) -> None:
+    # Asserted on what the server saw, not on wall time: all thirty at once is one round trip, not thirty.
     server = connector_server()
     scripted_sglang.script(latency=0.3)
     documents = [f"passage number {i}" for i in range(30)]
 
-    started = time.monotonic()
     response = httpx.post(
         f"{server.url}/v1/rerank", json={"query": QUERY, "documents": documents}, timeout=30
     )
-    elapsed = time.monotonic() - started
 
     assert response.status_code == 200
     assert scripted_sglang.stats.max_in_flight >= len(documents)
-    assert elapsed < 3 * 0.3  # one backend round trip, not thirty
 
 
 def test_back_to_back_requests_each_take_one_backend_round_trip(
@@ -98,16 +96,16 @@ def test_back_to_back_requests_each_take_one_backend_round_trip(
 ) -> None:
     # The second burst meets the connections the first one left: they must not serialise part of it
     # (httpcore 1.0 hands one idle keep-alive connection to several requests; the losers wait a round).
+    # Asserted on what the server saw, not on wall time: every pair of a round in flight at once.
     server = connector_server()
     scripted_sglang.script(latency=1.0)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         for round_number in range(2):
             documents = [f"round {round_number} passage {i}" for i in range(100)]
-            started = time.monotonic()
+            scripted_sglang.stats.reset()
             response = client.post("/v1/rerank", json={"query": QUERY, "documents": documents})
-            elapsed = time.monotonic() - started
             assert response.status_code == 200
-            assert elapsed < 1.5, f"round {round_number} took {elapsed:.2f} s for one 1 s round trip"
+            assert scripted_sglang.stats.max_in_flight == len(documents), f"round {round_number}"
 
 
 def test_max_concurrency_bounds_pairs_in_flight(
@@ -168,12 +166,12 @@ def test_chunked_body_over_the_limit_is_413(
 
 def test_deadline_over_http_degrades_instead_of_hanging(connector_server: ServerFactory) -> None:
     server = connector_server(deadline=0.4)
-    documents = ["quick", "[[slow:1.5]] slow", "[[error:500]] broken"]
+    documents = ["quick", "[[slow:5]] slow", "[[error:500]] broken"]
 
     started = time.monotonic()
     response = httpx.post(f"{server.url}/rerank", json={"query": QUERY, "texts": documents}, timeout=30)
 
-    assert time.monotonic() - started < 1.2
+    assert time.monotonic() - started < 3.0
     assert response.status_code == 200
     assert response.headers["X-Retrostar-Degraded"] == "true"
     assert [(rank["index"], rank["scored"]) for rank in response.json()] == [

@@ -45,16 +45,10 @@ def message(document: str, query: str = QUERY) -> list[dict[str, str]]:
     return [{"role": "user", "content": render_prompt(PRESETS["biology"], query, document).text}]
 
 
-@pytest.fixture(scope="module")
-def running() -> Iterator[ScriptedSGLangServer]:
-    with ScriptedSGLangServer() as server:
-        yield server
-
-
 @pytest.fixture
-def server(running: ScriptedSGLangServer) -> ScriptedSGLangServer:
-    running.reset()
-    return running
+def server(scripted_sglang: ScriptedSGLangServer) -> ScriptedSGLangServer:
+    """The suite's scripted server (tests/conftest.py), reset for each test."""
+    return scripted_sglang
 
 
 @pytest.fixture

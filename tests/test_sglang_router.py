@@ -41,12 +41,18 @@ async def _generate(client: httpx.AsyncClient, query: str, document: str, key: s
     )
 
 
-async def _every_worker_busy(router: SGLangRouter, timeout: float = 5.0) -> None:
-    """Wait until every worker has a request in flight: the router spread the keys."""
-    deadline = time.monotonic() + timeout
-    while not all(worker.stats.in_flight for worker in router.workers):
-        assert time.monotonic() < deadline, "the router did not spread the keys"
+async def _until(condition: Callable[[], bool], failure: str = "condition not met in time") -> None:
+    deadline = time.monotonic() + 5.0
+    while not condition():
+        assert time.monotonic() < deadline, failure
         await asyncio.sleep(0.01)
+
+
+async def _every_worker_busy(router: SGLangRouter) -> None:
+    """Wait until every worker has a request in flight: the router spread the keys."""
+    await _until(
+        lambda: all(worker.stats.in_flight for worker in router.workers), "the router did not spread"
+    )
 
 
 def _workers_by_key(router: SGLangRouter) -> dict[str, set[int]]:
@@ -124,9 +130,13 @@ async def test_a_lone_request_on_a_killed_worker_is_retried_on_another(sglang_ro
     # breaker is closed, so only a breaker that opens within the retries saves it (see MANUAL).
     router = sglang_router(2, *MANUAL)
     for worker in router.workers:
-        worker.script(latency=0.5)
+        worker.script(latency=2.0)
     async with httpx.AsyncClient(base_url=router.url, timeout=30) as client:
-        pending = [asyncio.create_task(_generate(client, f"q{key}", "d", f"lone-{key}")) for key in range(2)]
+        # One after the other: min_load can only tell the workers apart once the first is in flight (two
+        # keys arriving together may both land on one worker).
+        pending = [asyncio.create_task(_generate(client, "q0", "d", "lone-0"))]
+        await _until(lambda: any(worker.stats.in_flight for worker in router.workers))
+        pending.append(asyncio.create_task(_generate(client, "q1", "d", "lone-1")))
         await _every_worker_busy(router)
         router.workers[1].kill()
         responses = await asyncio.gather(*pending)
@@ -192,7 +202,8 @@ def test_router_flavour_answers_as_the_real_router(sglang_router: RouterFactory,
     router = sglang_router(1, *MANUAL)
     if live_workers == 0:
         router.workers[0].kill()
-        router.wait_healthy(0, timeout=10)
+    # A health check that failed on a loaded machine would leave the real router with no live worker.
+    router.wait_healthy(live_workers, timeout=10)
     with ScriptedSGLangServer(flavor="router", live_workers=live_workers) as double:
         for method, path, body in PROBES:
             real = httpx.request(method, f"{router.url}{path}", json=body, timeout=30)
