@@ -14,7 +14,7 @@ from connector.explorer.routes import EXPLORER_ROUTES, install_explorer
 from connector.metrics import ConnectorMetrics, RequestMetricsMiddleware
 from connector.openapi import publish_request_schemas
 from connector.pages import install_pages
-from connector.rerank_log import RerankLogCollector, RerankLogWriter
+from connector.rerank_log import RerankLogMetrics, RerankLogWriter
 from connector.routes import PROBE_ROUTES, RERANK_ROUTES, router
 from connector.schemas import AnyRerankRequest, CohereRerankRequest
 from connector.service import RerankService
@@ -78,13 +78,11 @@ async def _rerank_log(
     if not settings.log_enabled:
         yield None
         return
-    writer = RerankLogWriter(settings)
-    collector = RerankLogCollector(writer)
+    log_metrics = RerankLogMetrics(metrics.registry)
+    writer = RerankLogWriter(settings, observer=log_metrics.observe)
     await writer.start()
-    metrics.registry.register(collector)
     try:
         yield writer
     finally:
         await writer.stop()
-        # A second lifespan of the same app (tests) registers a new writer's collector.
-        metrics.registry.unregister(collector)
+        log_metrics.unregister()

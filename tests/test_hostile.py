@@ -324,6 +324,28 @@ def test_a_rerank_writes_one_log_line_at_the_default_level(connector: ServeProce
     assert f"rerank {response.json()['id']}: 20 documents, 20 pairs scored" in new_lines[0]
 
 
+def test_an_unreachable_log_engine_is_one_line_not_a_traceback_per_attempt(
+    scripted_sglang_session: ScriptedSGLangServer,
+) -> None:
+    # The engine client logs every failed attempt (and its retries) as a warning with a traceback: about
+    # 45 lines each, several per batch, again on every retry. The writer says it once per change of health.
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    with ServeProcess(
+        "--backend-url", scripted_sglang_session.url, "--log-url", unreachable, "--log-flush-interval", "0.05"
+    ) as server:
+        for n in range(3):
+            assert _rerank(server, [f"logged document {n}"]).status_code == 200
+        give_up_at = time.monotonic() + 30
+        while metric(server, "retrosearch_rerank_log_dropped_total", reason="engine_error") < 3:
+            assert time.monotonic() < give_up_at, server.log()
+            time.sleep(0.1)
+        log = server.log()
+
+    assert "Traceback" not in log
+    assert " opensearch: " not in log  # the engine client's warning per attempt
+    assert len([line for line in log.splitlines() if "rerank log: dropping events" in line]) == 1, log
+
+
 # ------------------------------------------------------------------------------------------------
 # Keep-alive: an idle connection outlives uvicorn's 5 s default
 # ------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from connector.rerank_log import (
 )
 from connector.rerank_log import writer as writer_module
 from connector.rerank_log.install import ilm_policy, ism_policy
-from connector.rerank_log.metrics import RerankLogCollector
+from connector.rerank_log.metrics import RerankLogMetrics
 from connector.rerank_log.records import REASONING_EXCERPT_CHARS, event_records, reasoning_excerpt, short_hash
 from retrostar_search.backends.sglang_http import SGLangGenerateBackend
 from retrostar_search.engines.connection import Engine, EngineConnection
@@ -227,16 +227,25 @@ async def test_unreachable_engine_drops_and_counts_without_raising() -> None:
 
 
 def test_counters_export_as_prometheus_metrics() -> None:
-    writer = RerankLogWriter(RerankLogSettings(log_url=f"http://127.0.0.1:{free_port()}", log_queue_size=1))
+    registry = CollectorRegistry()
+    log_metrics = RerankLogMetrics(registry)
+    writer = RerankLogWriter(
+        RerankLogSettings(log_url=f"http://127.0.0.1:{free_port()}", log_queue_size=1),
+        observer=log_metrics.observe,
+    )
+    assert (
+        'retrosearch_rerank_log_dropped_total{reason="queue_full"} 0.0' in generate_latest(registry).decode()
+    )
     writer.submit(make_event("kept"))
     writer.submit(make_event("dropped"))
-    registry = CollectorRegistry()
-    registry.register(RerankLogCollector(writer))
+    writer.submit(make_event("dropped too"))
     text = generate_latest(registry).decode()
     assert "retrosearch_rerank_log_written_total 0.0" in text
-    assert 'retrosearch_rerank_log_dropped_total{reason="queue_full"} 1.0' in text
+    assert 'retrosearch_rerank_log_dropped_total{reason="queue_full"} 2.0' in text
     assert 'retrosearch_rerank_log_dropped_total{reason="engine_error"} 0.0' in text
     assert "retrosearch_rerank_log_queued 1.0" in text
+    log_metrics.unregister()
+    assert "retrosearch_rerank_log" not in generate_latest(registry).decode()
 
 
 class StalledEngine:

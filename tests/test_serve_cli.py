@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -225,9 +226,13 @@ def test_serve_workers_answer_on_one_port_and_metrics_add_up_across_them(
     scripted_sglang: ScriptedSGLangServer, redis_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
+    # A rerank log on an engine that is not there: every event is dropped, and counted by the worker
+    # that took it.
+    unreachable_log_engine = f"http://127.0.0.1:{free_port()}"
     command = [
         str(Path(sys.executable).parent / "retrosearch"),
         *("serve", "--workers", "2", "--port", str(port), "--cache-url", redis_url),
+        *("--log-url", unreachable_log_engine, "--log-flush-interval", "0.05"),
     ]
     (tmp_path / "tmp").mkdir()
     env = {**os.environ, "RETROSEARCH_BACKEND_URL": scripted_sglang.url, "TMPDIR": str(tmp_path / "tmp")}
@@ -249,6 +254,15 @@ def test_serve_workers_answer_on_one_port_and_metrics_add_up_across_them(
         for _ in range(4):  # whichever worker answers /metrics: the sum over both
             metrics = httpx.get(f"{url}/metrics", timeout=10).text
             assert f'retrosearch_requests_total{{route="/v1/rerank",status="200"}} {float(sent)}' in metrics
+        # The rerank log's counts too (they were missing under --workers): every event, whoever took it.
+        all_dropped = f'retrosearch_rerank_log_dropped_total{{reason="engine_error"}} {float(sent)}'
+        give_up_at = time.monotonic() + 30
+        while all_dropped not in (metrics := httpx.get(f"{url}/metrics", timeout=10).text):
+            assert time.monotonic() < give_up_at, [
+                line for line in metrics.splitlines() if "rerank_log" in line
+            ]
+            time.sleep(0.2)
+        assert "retrosearch_rerank_log_queued 0.0" in metrics
         repeated = httpx.post(f"{url}/v1/rerank", json=_WORKER_RERANK, timeout=30).json()
         assert repeated["meta"]["retrostar"]["cache_hits"] == len(_WORKER_RERANK["documents"])
     finally:

@@ -4,16 +4,16 @@ did. See docs/observability.md.
 
 The connector needs only this::
 
-    writer = RerankLogWriter(settings)          # settings: RerankLogSettings (or ConnectorSettings)
+    log_metrics = RerankLogMetrics(registry)    # the counts as Prometheus metrics (serve --workers adds up)
+    writer = RerankLogWriter(settings, observer=log_metrics.observe)  # settings: RerankLogSettings
     await writer.start()
     writer.submit(RerankEvent(..., documents=outcomes_from_ranking(result.ranking)))
     writer.counters()                           # written / dropped_queue_full / dropped_engine_error
-    registry.register(RerankLogCollector(writer))   # the same as Prometheus metrics
     await writer.stop()
 """
 
 from connector.rerank_log.install import InstallReport, RetentionStatus
-from connector.rerank_log.metrics import RerankLogCollector
+from connector.rerank_log.metrics import RerankLogMetrics
 from connector.rerank_log.records import DocumentOutcome, RerankEvent, outcomes_from_ranking
 from connector.rerank_log.writer import LogCounters, RerankLogWriter
 from retrostar_search.rerank_log.settings import DEFAULT_LOG_INDEX, RerankLogSettings
@@ -24,7 +24,7 @@ __all__ = [
     "InstallReport",
     "LogCounters",
     "RerankEvent",
-    "RerankLogCollector",
+    "RerankLogMetrics",
     "RerankLogSettings",
     "RerankLogWriter",
     "RetentionStatus",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -69,8 +70,14 @@ class RerankLogWriter:
     """
 
     def __init__(
-        self, settings: RerankLogSettings, *, client: OpenSearch | Elasticsearch | None = None
+        self,
+        settings: RerankLogSettings,
+        *,
+        client: OpenSearch | Elasticsearch | None = None,
+        observer: Callable[[LogCounters, int], None] | None = None,
     ) -> None:
+        """`observer` is called with the totals and the queued count after every change of either (on the
+        event loop; `RerankLogMetrics.observe` makes Prometheus metrics of them)."""
         if not settings.log_enabled and client is None:
             raise ValueError("the rerank log needs log_url")
         self.settings = settings
@@ -80,6 +87,7 @@ class RerankLogWriter:
         self._client = client if client is not None else settings.log_connection().client()
         self._queue: asyncio.Queue[RerankEvent | _Barrier] = asyncio.Queue()
         self._totals = LogCounters()
+        self._observer = observer
         # Events waiting in the queue (the queue itself also holds barriers, which the bound ignores), and
         # events of the batch being written right now.
         self._queued = 0
@@ -105,9 +113,11 @@ class RerankLogWriter:
         """Queue one event without waiting; False (and counted) when the queue is full or the writer stopped."""
         if self._stopped or self._queued >= self.settings.log_queue_size:
             self._totals.dropped_queue_full += 1
+            self._counts_changed()
             return False
         self._queued += 1
         self._queue.put_nowait(event)
+        self._counts_changed()
         return True
 
     def counters(self) -> LogCounters:
@@ -143,6 +153,7 @@ class RerankLogWriter:
                 self._task.cancel()
                 self._totals.dropped_engine_error += self._queued + self._in_flight
                 self._queued = self._in_flight = 0
+                self._counts_changed()
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._owns_client:
             self._client.close()
@@ -175,6 +186,7 @@ class RerankLogWriter:
                 item = None  # the oldest event in the batch has waited the flush interval
             if isinstance(item, RerankEvent):
                 self._queued -= 1
+                self._counts_changed()
                 batch.append(item)
                 if batch_deadline is None:
                     batch_deadline = loop.time() + self.settings.log_flush_interval
@@ -198,7 +210,12 @@ class RerankLogWriter:
         self._in_flight = 0
         self._totals.written += outcome.written
         self._totals.dropped_engine_error += len(batch) - outcome.written
+        self._counts_changed()
         self._note_engine_health(outcome.error)
+
+    def _counts_changed(self) -> None:
+        if self._observer is not None:
+            self._observer(self._totals, self._queued)
 
     # -- on the writer's thread ----------------------------------------------------------------------
 
