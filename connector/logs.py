@@ -2,10 +2,10 @@
 
 The HTTP and engine clients log every request at INFO (httpx's "HTTP Request: POST ...", the engine
 clients' "POST http://...:9200/_bulk [status:200 ...]"): one line per (query, document) pair would bury
-the rerank lines (gigabytes a day at a few hundred pairs a second), so they show at debug only; the engine
-clients' per-attempt warnings (a traceback each) too. Every
-handler masks credentials written into URLs and the configured secrets, whichever library logged the line;
-Python warnings go through the same handlers.
+the rerank lines (gigabytes a day at a few hundred pairs a second), so they show at debug only, and so do
+the engine clients' warnings (a traceback per failed attempt). Every handler masks credentials written
+into URLs and the configured secrets, whichever library logged the line; Python warnings go through the
+same handlers.
 """
 
 from __future__ import annotations
