@@ -26,19 +26,13 @@ from retrostar_search.tasks import DEFAULT_TASK, PRESETS
 from tests.conftest import SGLangRouter
 from tests.scripted_sglang import MODEL, ScriptedSGLangServer, free_port
 from tests.sglang_router import RECOMMENDED_FLAGS
+from tests.waiting import until
 
 PROMPT = render_prompt(PRESETS["biology"], "why do leaves fall", "abscission layer [[retrostar:77]]")
 
 
 def prompts(count: int, query: str = "q") -> list[RenderedPrompt]:
     return [render_prompt(PRESETS["biology"], query, f"doc {i} [[retrostar:{i}]]") for i in range(count)]
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 # --- The pool -------------------------------------------------------------------------------------

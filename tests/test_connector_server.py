@@ -13,6 +13,7 @@ import pytest
 
 from connector.background import BackgroundServer
 from tests.scripted_sglang import ScriptedSGLangServer, expected_score
+from tests.waiting import until
 
 ServerFactory = Callable[..., BackgroundServer]
 
@@ -132,7 +133,7 @@ async def test_saturated_connector_answers_429_with_retry_after(
         slow = asyncio.create_task(
             client.post("/v1/rerank", json={"query": QUERY, "documents": ["[[slow:0.8]] slow"]})
         )
-        await _wait_until(lambda: scripted_sglang.stats.in_flight >= 1)
+        await until(lambda: scripted_sglang.stats.in_flight >= 1)
         assert "retrosearch_rerank_in_flight 1.0" in (await client.get("/metrics")).text
 
         refused = await client.post("/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS})
@@ -186,11 +187,3 @@ def test_probes_over_http(connector_server: ServerFactory) -> None:
     assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
     assert httpx.get(f"{server.url}/ready").status_code == 200
     assert "retrosearch_requests_total" in httpx.get(f"{server.url}/metrics").text
-
-
-async def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    give_up_at = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > give_up_at:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)

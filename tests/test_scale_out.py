@@ -18,6 +18,7 @@ import pytest
 from connector.background import BackgroundServer
 from tests.conftest import SGLangRouter
 from tests.sglang_router import RECOMMENDED_FLAGS
+from tests.waiting import until
 
 RouterFactory = Callable[..., SGLangRouter]
 ServerFactory = Callable[..., BackgroundServer]
@@ -25,13 +26,6 @@ ServerFactory = Callable[..., BackgroundServer]
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE_S = 15.0
 WORKER_LATENCY_S = 1.0
-
-
-async def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    give_up_at = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < give_up_at, what
-        await asyncio.sleep(0.01)
 
 
 def _fully_scored(response: httpx.Response, documents: int) -> bool:
@@ -68,9 +62,9 @@ async def test_a_worker_killed_mid_load_costs_no_score(
         # One query's pairs, then a query of one document: with query affinity (min_load places a new key
         # on the idler worker) that lone pair is all its worker holds: the case a breaker of 10 loses.
         pending = [rerank(*big)]
-        await _wait_until(lambda: sum(w.stats.in_flight for w in router.workers) == 6, "pairs not sent")
+        await until(lambda: sum(w.stats.in_flight for w in router.workers) == 6, "pairs not sent")
         pending.append(rerank(*lone))
-        await _wait_until(
+        await until(
             lambda: all(worker.stats.in_flight for worker in router.workers), "the router did not spread"
         )
         # The worker holding the fewest pairs dies: the lone pair's, under query affinity.

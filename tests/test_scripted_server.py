@@ -32,6 +32,7 @@ from tests.scripted_sglang import (
     expected_score,
     free_port,
 )
+from tests.waiting import until
 
 QUERY = "why do leaves change colour"
 
@@ -128,7 +129,7 @@ async def test_a_rid_already_in_flight_is_refused(server: ScriptedSGLangServer) 
         slow = asyncio.create_task(
             client.post("/generate", json={"text": prompt("[[slow:0.5]] x"), "rid": "same"})
         )
-        await _until(lambda: "same" in server.live_rids())
+        await until(lambda: "same" in server.live_rids())
         second = await client.post("/generate", json={"text": prompt("y"), "rid": "same"})
         assert second.status_code == 400
         assert second.json() == {"error": {"message": "Duplicate request ID detected: same"}}
@@ -253,19 +254,12 @@ def test_cached_tokens_are_the_longest_prefix_seen_before(
 # ------------------------------------------------------------------------------------------------
 
 
-async def _until(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
-
-
 async def test_abort_request_stops_a_running_request(server: ScriptedSGLangServer) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         pending = asyncio.create_task(
             client.post("/generate", json={"text": prompt("[[slow:5]] x"), "rid": "stop-me"})
         )
-        await _until(lambda: "stop-me" in server.live_rids())
+        await until(lambda: "stop-me" in server.live_rids())
         await asyncio.sleep(0.3)
         started = time.monotonic()
         aborted = await client.post("/abort_request", json={"rid": "stop-me"})
@@ -289,9 +283,9 @@ async def test_abort_in_the_waiting_queue_has_sglangs_short_meta_info(server: Sc
     server.script(capacity=1, latency=2.0)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         first = asyncio.create_task(client.post("/generate", json={"text": prompt("a"), "rid": "runs"}))
-        await _until(lambda: server.stats.running == 1)
+        await until(lambda: server.stats.running == 1)
         queued = asyncio.create_task(client.post("/generate", json={"text": prompt("b"), "rid": "waits"}))
-        await _until(lambda: server.stats.queued == 1)
+        await until(lambda: server.stats.queued == 1)
         await client.post("/abort_request", json={"rid": "waits"})
         response = await queued
         await client.post("/abort_request", json={"rid": "runs"})
@@ -320,7 +314,7 @@ async def test_abort_needs_the_exact_rid_of_a_live_request(server: ScriptedSGLan
                 json={"text": prompt("[[slow:0.4]] x"), "sampling_params": {"n": 2}, "rid": "parent"},
             )
         )
-        await _until(lambda: len(server.live_rids()) == 2)
+        await until(lambda: len(server.live_rids()) == 2)
         await client.post("/abort_request", json={"rid": "parent"})
         body = (await pending).json()
 
@@ -333,7 +327,7 @@ async def test_a_client_that_goes_away_frees_its_samples(server: ScriptedSGLangS
     async with httpx.AsyncClient(base_url=server.url, timeout=0.3) as client:
         with pytest.raises(httpx.ReadTimeout):
             await client.post("/generate", json={"text": prompt("[[slow:10]] x"), "rid": "gone"})
-    await _until(lambda: server.stats.disconnected == ["gone"])
+    await until(lambda: server.stats.disconnected == ["gone"])
     assert server.live_rids() == [] and server.stats.running == 0
 
 
@@ -512,7 +506,7 @@ async def test_chat_takes_a_rid_that_abort_request_stops(server: ScriptedSGLangS
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         body = {"model": MODEL, "messages": message("[[slow:5]] x"), "rid": "chat-pair"}
         pending = asyncio.create_task(client.post("/v1/chat/completions", json=body))
-        await _until(lambda: "chat-pair" in server.live_rids())
+        await until(lambda: "chat-pair" in server.live_rids())
         await client.post("/abort_request", json={"rid": "chat-pair"})
         answer = (await pending).json()
     assert answer["choices"][0]["finish_reason"] == "abort"

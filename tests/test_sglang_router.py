@@ -10,7 +10,6 @@ router answers. Facts and commands: docs/router-notes.md.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 import httpx
@@ -20,6 +19,7 @@ from retrostar_search.prompts import ChatFormat, apply_chat_template, render_pro
 from retrostar_search.tasks import PRESETS
 from tests.conftest import SGLangRouter
 from tests.scripted_sglang import ScriptedSGLangServer
+from tests.waiting import until
 
 RouterFactory = Callable[..., SGLangRouter]
 # The invocation docs/router-notes.md recommends: query affinity by routing key, and a circuit breaker
@@ -41,18 +41,9 @@ async def _generate(client: httpx.AsyncClient, query: str, document: str, key: s
     )
 
 
-async def _until(condition: Callable[[], bool], failure: str = "condition not met in time") -> None:
-    deadline = time.monotonic() + 5.0
-    while not condition():
-        assert time.monotonic() < deadline, failure
-        await asyncio.sleep(0.01)
-
-
 async def _every_worker_busy(router: SGLangRouter) -> None:
     """Wait until every worker has a request in flight: the router spread the keys."""
-    await _until(
-        lambda: all(worker.stats.in_flight for worker in router.workers), "the router did not spread"
-    )
+    await until(lambda: all(worker.stats.in_flight for worker in router.workers), "the router did not spread")
 
 
 def _workers_by_key(router: SGLangRouter) -> dict[str, set[int]]:
@@ -135,7 +126,7 @@ async def test_a_lone_request_on_a_killed_worker_is_retried_on_another(sglang_ro
         # One after the other: min_load can only tell the workers apart once the first is in flight (two
         # keys arriving together may both land on one worker).
         pending = [asyncio.create_task(_generate(client, "q0", "d", "lone-0"))]
-        await _until(lambda: any(worker.stats.in_flight for worker in router.workers))
+        await until(lambda: any(worker.stats.in_flight for worker in router.workers))
         pending.append(asyncio.create_task(_generate(client, "q1", "d", "lone-1")))
         await _every_worker_busy(router)
         router.workers[1].kill()
